@@ -1,0 +1,136 @@
+//! Parameter counts and rank bounds of the three conv LoRA variants for one layer.
+//!
+//! `cargo run -p experiments --bin bounds -- --in S --out T --kernel 3x3 --rank R [--groups G] [--json]`
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use lora_conv::functional::{closed_form, full_count, max_rank, max_rank_tucker2_below_hf, param_count};
+use lora_conv::{ConvGeometry, ConvVariant};
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(about = "Parameter counts and rank bounds of HF, Tucker-2 and CP conv LoRA")]
+struct Args {
+    /// Input channels s.
+    #[arg(long = "in")]
+    in_channels: usize,
+    /// Output channels t.
+    #[arg(long = "out")]
+    out_channels: usize,
+    /// Kernel size: K (Conv1d), KxK (Conv2d) or KxKxK (Conv3d); sides may differ, e.g. 1x3.
+    #[arg(long, value_parser = parse_kernel)]
+    kernel: Vec<usize>,
+    /// Adapter rank r.
+    #[arg(long)]
+    rank: usize,
+    /// Groups g (s and t must be multiples of g).
+    #[arg(long, default_value_t = 1)]
+    groups: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `3`, `3x3` or `3x3x3` -> the kernel sizes (one per spatial axis).
+fn parse_kernel(s: &str) -> Result<Vec<usize>, String> {
+    let sizes: Vec<usize> = s
+        .split(['x', 'X'])
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("bad kernel `{s}`: expected K, KxK or KxKxK with positive integers"))?;
+    if sizes.is_empty() || sizes.len() > 3 || sizes.contains(&0) {
+        return Err(format!("bad kernel `{s}`: expected 1 to 3 positive sizes, like 3, 3x3 or 3x3x3"));
+    }
+    Ok(sizes)
+}
+
+fn check(args: &Args) -> Result<ConvGeometry, String> {
+    let (s, t, g) = (args.in_channels, args.out_channels, args.groups);
+    if s == 0 || t == 0 {
+        return Err(format!("--in and --out must be positive (got {s} and {t})"));
+    }
+    if g == 0 || s % g != 0 || t % g != 0 {
+        return Err(format!("--groups {g} must divide both --in {s} and --out {t}"));
+    }
+    if args.rank == 0 {
+        return Err("--rank must be at least 1".into());
+    }
+    Ok(ConvGeometry {
+        groups: g,
+        ..ConvGeometry::new(s, t, args.kernel.clone())
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let geometry = match check(&args) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let r = args.rank;
+    let full = full_count(&geometry);
+    let count = |v| param_count(v, &geometry, r);
+    let max = |v| max_rank(v, &geometry);
+    if args.json {
+        let out = json!({
+            "full": full,
+            "hf": count(ConvVariant::Hf),
+            "tucker2": count(ConvVariant::Tucker2),
+            "cp": count(ConvVariant::Cp),
+            "max_rank": {
+                "hf": max(ConvVariant::Hf),
+                "tucker2": max(ConvVariant::Tucker2),
+                "cp": max(ConvVariant::Cp),
+            },
+        });
+        println!("{out}");
+        return ExitCode::SUCCESS;
+    }
+    let kernel: Vec<String> = geometry.kernel.iter().map(ToString::to_string).collect();
+    let cf = closed_form(&geometry);
+    println!(
+        "Conv{}d {} -> {}, kernel {}, groups {}: full kernel has {full} parameters",
+        geometry.dims(),
+        geometry.in_channels,
+        geometry.out_channels,
+        kernel.join("x"),
+        geometry.groups
+    );
+    println!();
+    println!(
+        "{:<9} {:>14} {:>10} {:>16} {:>14} {:>16}",
+        "variant",
+        format!("params @ r={r}"),
+        "of full",
+        "max rank < full",
+        "closed form",
+        "stricter bound"
+    );
+    let rows = [
+        (ConvVariant::Hf, cf.hf, Some(cf.hf_strict)),
+        (ConvVariant::Tucker2, cf.tucker2, Some(cf.tucker2_strict)),
+        (ConvVariant::Cp, cf.cp, None),
+    ];
+    for (v, closed, strict) in rows {
+        println!(
+            "{:<9} {:>14} {:>9.2}% {:>16} {:>14} {:>16}",
+            v.name(),
+            count(v),
+            100.0 * count(v) as f64 / full as f64,
+            max(v),
+            format!("r < {closed:.2}"),
+            strict.map_or("-".to_string(), |x| format!("r < {x:.2}")),
+        );
+    }
+    println!();
+    println!(
+        "Tucker-2 has fewer parameters than HF up to rank {} (r < s/g·(K-1)/K = {:.2}).",
+        max_rank_tucker2_below_hf(&geometry),
+        cf.tucker2_below_hf
+    );
+    ExitCode::SUCCESS
+}

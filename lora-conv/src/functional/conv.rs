@@ -1,0 +1,80 @@
+//! A convolution over any number of spatial axes (1, 2 or 3), for code that is generic in the
+//! tensor rank `N = d + 2`.
+
+use burn::tensor::Tensor;
+use burn::tensor::module::{conv1d, conv2d, conv3d};
+use burn::tensor::ops::ConvOptions;
+
+/// Convolution of `x [B, C_in, ..d]` with `weight [C_out, C_in/groups, k..d]`, no bias.
+///
+/// # Panics
+/// If `N` is not 3, 4 or 5, or if the slices do not have `N − 2` entries (programmer errors;
+/// the adapters check geometry before they get here).
+pub fn conv_nd<const N: usize>(
+    x: Tensor<N>,
+    weight: Tensor<N>,
+    stride: &[usize],
+    padding: &[(usize, usize)],
+    dilation: &[usize],
+    groups: usize,
+) -> Tensor<N> {
+    fn options<const D: usize>(
+        stride: &[usize],
+        padding: &[(usize, usize)],
+        dilation: &[usize],
+        groups: usize,
+    ) -> ConvOptions<D> {
+        ConvOptions::new_with_padding(
+            core::array::from_fn(|i| stride[i]),
+            core::array::from_fn(|i| padding[i]),
+            core::array::from_fn(|i| dilation[i]),
+            groups,
+        )
+    }
+    // Tensor<N> and Tensor<3|4|5> are the same tensor when N matches: reshape to the same
+    // shape changes only the static rank.
+    let (xs, ws) = (x.shape(), weight.shape());
+    match N {
+        3 => {
+            let y = conv1d(
+                x.reshape::<3, _>(xs),
+                weight.reshape::<3, _>(ws),
+                None,
+                options::<1>(stride, padding, dilation, groups),
+            );
+            let shape = y.shape();
+            y.reshape(shape)
+        }
+        4 => {
+            let y = conv2d(
+                x.reshape::<4, _>(xs),
+                weight.reshape::<4, _>(ws),
+                None,
+                options::<2>(stride, padding, dilation, groups),
+            );
+            let shape = y.shape();
+            y.reshape(shape)
+        }
+        5 => {
+            let y = conv3d(
+                x.reshape::<5, _>(xs),
+                weight.reshape::<5, _>(ws),
+                None,
+                options::<3>(stride, padding, dilation, groups),
+            );
+            let shape = y.shape();
+            y.reshape(shape)
+        }
+        _ => panic!("conv_nd supports 1, 2 or 3 spatial axes, got a rank-{N} input"),
+    }
+}
+
+/// A 1x..x1 convolution: a per-position channel mix `w [C_out, C_in]`.
+pub fn pointwise<const N: usize>(x: Tensor<N>, w: Tensor<2>) -> Tensor<N> {
+    let d = N - 2;
+    let [c_out, c_in] = w.dims();
+    let mut shape = vec![c_out, c_in];
+    shape.extend(core::iter::repeat_n(1, d));
+    let w = w.reshape::<N, _>(shape);
+    conv_nd(x, w, &vec![1; d], &vec![(0, 0); d], &vec![1; d], 1)
+}

@@ -1,0 +1,10 @@
+//! The pure maths of conv LoRA, apart from any module: recomposition of `ΔK`, parameter
+//! counts, rank bounds, and an N-D convolution helper.
+
+pub mod bounds;
+pub mod conv;
+pub mod count;
+pub mod recompose;
+
+pub use bounds::{ClosedForm, closed_form, max_rank, max_rank_tucker2_below_hf};
+pub use count::{full_count, param_count};

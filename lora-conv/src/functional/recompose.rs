@@ -1,0 +1,59 @@
+//! Recomposition of each conv adapter's update `ΔK` from its factors, with matmuls and
+//! broadcasts only (no loop over channels or rank).
+//!
+//! Factor layouts (all 2-D, so one adapter type serves Conv1d/2d/3d; `c = s/groups`,
+//! `K = Π k_j`):
+//! - HF: `down [r, c·K]` (the kxk down conv, flattened), `up [t, r]`.
+//! - Tucker-2: `down [r, c]`, `mid [r, r·K]` (the kxk r->r conv, flattened), `up [t, r]`.
+//! - CP: `up [t, r]` (U), `down [c, r]` (V), one `[k_j, r]` factor per spatial axis.
+//!
+//! Every function returns `scale·ΔK` flattened as `[t, c·K]`, in the order of the kernel
+//! `[t, c, k_1..k_d]` (row-major), ready to be reshaped to it.
+
+use burn::tensor::Tensor;
+
+/// HF (PEFT/diffusers): `ΔK[t, s, k] = Σ_r up[t, r] · down[r, s, k]`.
+///
+/// # Shapes
+/// - `down`: `[r, c·K]`, `up`: `[t, r]` -> `[t, c·K]`
+pub fn hf(down: Tensor<2>, up: Tensor<2>, scale: f64) -> Tensor<2> {
+    up.matmul(down).mul_scalar(scale)
+}
+
+/// Tucker-2 (LyCORIS `use_tucker`):
+/// `ΔK[t, s, k] = Σ_p Σ_q up[t, p] · mid[p, q, k] · down[q, s]`.
+///
+/// # Shapes
+/// - `down`: `[r, c]`, `mid`: `[r, r·K]`, `up`: `[t, r]` -> `[t, c·K]`
+pub fn tucker2(down: Tensor<2>, mid: Tensor<2>, up: Tensor<2>, scale: f64) -> Tensor<2> {
+    let [t, r] = up.dims();
+    let [_, c] = down.dims();
+    let k = mid.dims()[1] / r.max(1);
+    // A[t, q, k] = Σ_p up[t, p] mid[p, q, k]
+    let a = up.matmul(mid).reshape([t, r, k]);
+    // B[t, k, s] = Σ_q A[t, q, k] down[q, s]
+    let b = a.swap_dims(1, 2).matmul(down.unsqueeze::<3>());
+    b.swap_dims(1, 2).reshape([t, c * k]).mul_scalar(scale)
+}
+
+/// CP (Lebedev et al. 2014): `ΔK[t, s, i_1..i_d] = Σ_r U[t, r] · V[s, r] · Π_j F_j[i_j, r]`.
+///
+/// # Shapes
+/// - `up` (U): `[t, r]`, `down` (V): `[c, r]`, `spatial[j]` (F_j): `[k_j, r]` -> `[t, c·K]`
+pub fn cp(up: Tensor<2>, down: Tensor<2>, spatial: &[Tensor<2>], scale: f64) -> Tensor<2> {
+    let [t, r] = up.dims();
+    let [c, _] = down.dims();
+    let device = up.device();
+    // S[r, i_1..i_d] = Π_j F_j[i_j, r], built as a Khatri-Rao product over the axes.
+    let mut s = Tensor::<2>::ones([r, 1], &device);
+    for f in spatial {
+        let [k, _] = f.dims();
+        let p = s.dims()[1];
+        s = (s.reshape([r, p, 1]) * f.clone().transpose().reshape([r, 1, k])).reshape([r, p * k]);
+    }
+    let kv = s.dims()[1];
+    // VS[r, s, k] = V[s, r] S[r, k]
+    let vs = down.transpose().reshape([r, c, 1]) * s.reshape([r, 1, kv]);
+    up.matmul(vs.reshape([r, c * kv])).mul_scalar(scale)
+        .reshape([t, c * kv])
+}

@@ -1,0 +1,107 @@
+//! Building adapters from the factors that PEFT and LyCORIS save, mapping their layouts.
+//!
+//! | library | key | their layout | ours |
+//! |---|---|---|---|
+//! | PEFT conv | `lora_A.weight` | `[r, s/g, k..]` | HF `down [r, (s/g)·K]` |
+//! | PEFT conv | `lora_B.weight` | `[t, r, 1..]` | HF `up [t, r]` |
+//! | LyCORIS LoCon | `lora_down.weight` | `[r, s/g, k..]` | HF `down` |
+//! | LyCORIS LoCon | `lora_up.weight` | `[t, r, 1..]` | HF `up` |
+//! | LyCORIS Tucker | `lora_down.weight` | `[r, s/g, 1..]` | Tucker-2 `down [r, s/g]` |
+//! | LyCORIS Tucker | `lora_mid.weight` | `[r, r, k..]` | Tucker-2 `mid [r, r·K]` |
+//! | LyCORIS Tucker | `lora_up.weight` | `[t, r, 1..]` | Tucker-2 `up [t, r]` |
+//!
+//! The scale is the caller's: PEFT's `lora_alpha / r` (or `/ sqrt(r)` with `use_rslora`),
+//! LyCORIS's stored `alpha / r`. Linear PEFT factors go through
+//! [`lora_core::LinearAdapter::from_peft`].
+
+use burn::module::Param;
+use burn::tensor::Tensor;
+use lora_core::{LoraError, Result};
+
+use crate::adapters::{HfAdapter, Tucker2Adapter};
+
+fn flat<const N: usize>(t: Tensor<N>, rows: usize) -> Tensor<2> {
+    let cols = t.shape().num_elements() / rows.max(1);
+    t.reshape([rows, cols])
+}
+
+fn mismatch(path: &str, expected: Vec<usize>, actual: &[usize]) -> LoraError {
+    LoraError::ShapeMismatch {
+        path: path.to_string(),
+        expected,
+        actual: actual.to_vec(),
+    }
+}
+
+/// `[t, r, 1..]` as `[t, r]`, or an error naming `path`.
+fn pointwise_factor<const N: usize>(path: &str, w: Tensor<N>) -> Result<Tensor<2>> {
+    let dims = w.dims();
+    if dims[2..].iter().any(|&k| k != 1) {
+        let mut expected = dims[..2].to_vec();
+        expected.extend(std::iter::repeat_n(1, N - 2));
+        return Err(mismatch(path, expected, &dims));
+    }
+    Ok(flat(w, dims[0]))
+}
+
+impl HfAdapter {
+    /// From PEFT's `lora_A`/`lora_B` (or LyCORIS LoCon's `lora_down`/`lora_up`) conv weights.
+    ///
+    /// # Errors
+    /// [`LoraError::ShapeMismatch`] naming `path` when the two do not fit together.
+    pub fn from_peft<const N: usize>(
+        path: &str,
+        lora_a: Tensor<N>,
+        lora_b: Tensor<N>,
+        scale: f64,
+    ) -> Result<Self> {
+        let (a, b) = (lora_a.dims(), lora_b.dims());
+        let up = pointwise_factor(&format!("{path}.lora_B"), lora_b)?;
+        if b[1] != a[0] {
+            return Err(mismatch(&format!("{path}.lora_B"), vec![b[0], a[0]], &b));
+        }
+        let mut kernel_shape = vec![b[0]];
+        kernel_shape.extend_from_slice(&a[1..]);
+        Ok(Self {
+            down: Param::from_tensor(flat(lora_a, a[0])),
+            up: Param::from_tensor(up),
+            scale,
+            kernel_shape,
+        })
+    }
+}
+
+impl Tucker2Adapter {
+    /// From LyCORIS's Tucker factors `lora_down [r, s/g, 1..]`, `lora_mid [r, r, k..]`,
+    /// `lora_up [t, r, 1..]`.
+    ///
+    /// # Errors
+    /// [`LoraError::ShapeMismatch`] naming `path` when the three do not fit together.
+    pub fn from_lycoris<const N: usize>(
+        path: &str,
+        down: Tensor<N>,
+        mid: Tensor<N>,
+        up: Tensor<N>,
+        scale: f64,
+    ) -> Result<Self> {
+        let (d, m, u) = (down.dims(), mid.dims(), up.dims());
+        let r = d[0];
+        if m[0] != r || m[1] != r {
+            let mut expected = vec![r, r];
+            expected.extend_from_slice(&m[2..]);
+            return Err(mismatch(&format!("{path}.lora_mid"), expected, &m));
+        }
+        if u[1] != r {
+            return Err(mismatch(&format!("{path}.lora_up"), vec![u[0], r], &u));
+        }
+        let mut kernel_shape = vec![u[0], d[1]];
+        kernel_shape.extend_from_slice(&m[2..]);
+        Ok(Self {
+            down: Param::from_tensor(pointwise_factor(&format!("{path}.lora_down"), down)?),
+            mid: Param::from_tensor(flat(mid, r)),
+            up: Param::from_tensor(pointwise_factor(&format!("{path}.lora_up"), up)?),
+            scale,
+            kernel_shape,
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! # lora-conv
+//!
+//! LoRA for convolution kernels `K [t, s/g, k_1..k_d]` (Conv1d/2d/3d), in three variants that
+//! are named for what they are. With `c = s/g` and `K = Π k_j`:
+//!
+//! | variant | update `ΔK[t, s, i..]` | parameters |
+//! |---|---|---|
+//! | [`ConvVariant::Hf`] (PEFT, diffusers, kohya, LyCORIS LoCon) | `Σ_r up[t,r]·down[r,s,i..]` | `r·(c·K + t)` |
+//! | [`ConvVariant::Tucker2`] (LyCORIS `use_tucker`) | `Σ_p Σ_q up[t,p]·mid[p,q,i..]·down[q,s]` | `r·(c + t) + r²·K` |
+//! | [`ConvVariant::Cp`] (Lebedev et al. 2014) | `Σ_r U[t,r]·V[s,r]·Π_j F_j[i_j,r]` | `r·(c + t + Σ k_j)` |
+//!
+//! The design document this project started from calls the Tucker-2 form "CP"; it is a
+//! Tucker decomposition along the two channel modes with the spatial modes kept whole in the
+//! core, as in LyCORIS. The true CP decomposition (canonical polyadic, arXiv 1412.6553) has one
+//! factor per mode; its bypass form is a 1x1 conv, one depthwise conv per spatial axis and a
+//! 1x1 conv. The document's recomposition loop is also wrong as written (it sums over the
+//! wrong indices and reshapes the up kernel by the input channel count); [`functional::recompose`]
+//! does it with matmuls, and the tests check it against an element-wise reference written
+//! straight from the formulas above.
+//!
+//! Each adapter runs in two forms with the same parameters: weight-space (attach to any model
+//! through [`lora_core::attach`] with a [`ConvFactory`]; exact for every geometry, groups
+//! included) and bypass ([`LoraConv`], `base(x) + branch(x)`; refused for grouped convs).
+//!
+//! ```
+//! use lora_conv::{ConvGeometry, ConvVariant, functional::{param_count, full_count, max_rank}};
+//!
+//! // A 64 -> 64, 3x3 conv: 36,864 weights.
+//! let g = ConvGeometry::new(64, 64, vec![3, 3]);
+//! assert_eq!(full_count(&g), 36_864);
+//! assert_eq!(param_count(ConvVariant::Hf, &g, 8), 8 * (64 * 9 + 64)); // 5,120
+//! assert_eq!(param_count(ConvVariant::Tucker2, &g, 8), 8 * 128 + 64 * 9); // 1,600
+//! assert_eq!(param_count(ConvVariant::Cp, &g, 8), 8 * (64 + 64 + 6)); // 1,072
+//! // The largest ranks still smaller than the full kernel: 0.9·s for HF, as the document says.
+//! assert_eq!(max_rank(ConvVariant::Hf, &g), 57);
+//! ```
+
+pub mod adapters;
+pub mod any;
+pub mod bypass;
+pub mod functional;
+pub mod geometry;
+pub mod import;
+pub mod layer;
+pub mod variant;
+
+pub use adapters::{CpAdapter, HfAdapter, Tucker2Adapter};
+pub use any::{AnyAdapter, ConvFactory, conv_config};
+pub use bypass::LoraConv;
+pub use geometry::{ConvGeometry, Padding};
+pub use layer::ConvLayer;
+pub use variant::ConvVariant;

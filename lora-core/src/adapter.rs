@@ -1,0 +1,151 @@
+//! The adapter abstraction every adapter type implements, and the one reparameterization that
+//! carries any of them.
+//!
+//! An adapter is a burn [`Module`] holding trainable factors. It only has to say what its
+//! scaled update `scale·ΔW` is ([`Adapter::delta_weight`]); everything else (the effective
+//! weight `W + scale·ΔW`, merge, unmerge, records, autodiff, `materialize()`) is written once,
+//! in [`LoraParam`] and [`crate::merge`], on top of that one method.
+
+use burn::module::{Module, ModuleDisplay, Param, ParamId, Reparameterization};
+use burn::tensor::{Device, Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::{LoraError, Result};
+
+/// A low-rank update of one weight tensor.
+///
+/// Implementors are modules whose parameters are the trainable factors; burn sees them as
+/// ordinary parameters (optimizer, records, autodiff, device moves).
+///
+/// To add an adapter type: implement this trait in one file, then add one arm to the enum that
+/// the workspace attaches with (`lora_conv::AnyAdapter`).
+pub trait Adapter: Module + ModuleDisplay + Sync + 'static {
+    /// The rank `r` of the update.
+    fn rank(&self) -> usize;
+
+    /// The factor that multiplies the raw product: `alpha / r`, or `alpha / sqrt(r)` (rsLoRA).
+    fn scale(&self) -> f64;
+
+    /// The scaled update `scale·ΔW`, in exactly the adapted weight's shape and burn layout
+    /// (`[d_in, d_out]` for a `Linear`, `[out, in/groups, k..]` for a convolution).
+    ///
+    /// The factors are read through `Param::val`, so the result is differentiable in them.
+    ///
+    /// # Panics
+    /// If `D` is not the rank of the weight the adapter was built for. This is a programmer
+    /// error: [`LoraParam`] always calls it with the adapted weight's rank.
+    fn delta_weight<const D: usize>(&self) -> Tensor<D>;
+
+    /// Number of trainable scalars in the factors.
+    fn trainable_params(&self) -> usize;
+}
+
+/// How `alpha` and `rank` combine into [`Adapter::scale`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Scaling {
+    /// `alpha / r` (Hu et al. 2021).
+    #[default]
+    Standard,
+    /// `alpha / sqrt(r)` (rsLoRA, Kalajdzievski 2023), stable across ranks.
+    RsLora,
+}
+
+impl Scaling {
+    /// The scale for this `alpha` and `rank`.
+    pub fn scale(self, alpha: f64, rank: usize) -> f64 {
+        match self {
+            Scaling::Standard => alpha / rank as f64,
+            Scaling::RsLora => alpha / (rank as f64).sqrt(),
+        }
+    }
+}
+
+/// How the input-side factor(s) are initialized. The output-side factor is always zero, so an
+/// adapter does not change the model when it is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum FactorInit {
+    /// Kaiming-uniform with bound `1/sqrt(fan_in)` (PEFT's default, `a = sqrt(5)`).
+    #[default]
+    KaimingUniform,
+    /// Gaussian `N(0, (1/r)^2)` (PEFT's `init_lora_weights="gaussian"`).
+    Gaussian,
+}
+
+/// What one adapter is built with: the resolved rank, alpha, scaling and init for one weight.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AdapterSpec {
+    /// Rank `r`.
+    pub rank: usize,
+    /// Scaling numerator.
+    pub alpha: f64,
+    /// `alpha/r` or `alpha/sqrt(r)`.
+    pub scaling: Scaling,
+    /// Init of the input-side factor(s).
+    pub init: FactorInit,
+}
+
+impl AdapterSpec {
+    /// The scale this spec gives.
+    pub fn scale(&self) -> f64 {
+        self.scaling.scale(self.alpha, self.rank)
+    }
+
+    /// Check the rank (`1..=max_rank`) and alpha for the weight at `path` of `shape`.
+    ///
+    /// `bound` says where `max_rank` comes from, for the error message (e.g. `"min(d_in, d_out)"`).
+    ///
+    /// # Errors
+    /// [`LoraError::InvalidRank`] or [`LoraError::InvalidAlpha`], naming `path` and the values.
+    pub fn check(&self, path: &str, shape: &[usize], max_rank: usize, bound: &str) -> Result<()> {
+        if self.rank == 0 || self.rank > max_rank {
+            return Err(LoraError::InvalidRank {
+                path: path.to_string(),
+                rank: self.rank,
+                shape: shape.to_vec(),
+                reason: format!("the rank must be in 1..={max_rank} ({bound})"),
+            });
+        }
+        if !self.alpha.is_finite() {
+            return Err(LoraError::InvalidAlpha {
+                path: path.to_string(),
+                alpha: self.alpha,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The reparameterization attached to every adapted weight: `W_eff = W + gate·scale·ΔW`.
+///
+/// `gate` is `1 - merged`. While unmerged the base holds the pretrained `W` and the update is
+/// added on the fly; once [`crate::merge`] has folded the update into the base, `merged` is 1 and
+/// the base is used as is. `merged` is an integer parameter, so it travels in records with the
+/// base it describes (a record saved after merging loads back merged) and is never trained or
+/// counted by `num_params`.
+#[derive(Module, Debug)]
+pub struct LoraParam<A: Adapter> {
+    /// The adapter (its factors are the trainable parameters).
+    pub adapter: A,
+    /// `[1]`, 0 or 1: whether the update is already folded into the base weight.
+    pub merged: Param<Tensor<1, Int>>,
+}
+
+impl<A: Adapter> LoraParam<A> {
+    /// Wrap a freshly built adapter (unmerged); `device` is where the adapted weight lives.
+    pub fn new(adapter: A, device: &Device) -> Self {
+        let merged = Tensor::<1, Int>::zeros([1], device);
+        Self {
+            adapter,
+            merged: Param::initialized(ParamId::new(), merged),
+        }
+    }
+}
+
+impl<A: Adapter> Reparameterization for LoraParam<A> {
+    const NAME: &'static str = "lora";
+
+    fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
+        let gate = self.merged.val().float().neg().add_scalar(1.0);
+        base + self.adapter.delta_weight::<D>() * gate.reshape([1; D])
+    }
+}

@@ -1,0 +1,221 @@
+//! Attaching adapters to any burn module through one reparameterizer.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleVisitor, Param, Reparameterizer};
+use burn::tensor::{Device, Tensor};
+
+use crate::adapter::{Adapter, AdapterSpec, LoraParam};
+use crate::config::{CompiledConfig, LoraConfig};
+use crate::linear::LinearAdapter;
+use crate::{LoraError, Result};
+
+/// Builds the adapter for one targeted weight.
+///
+/// This is how one reparameterizer serves every adapter type of the workspace: the factory's
+/// `Adapter` is an enum with one arm per type (`lora_conv::AnyAdapter`), and the factory picks
+/// the arm from the weight's shape and its own settings. burn does not nest reparameterizations,
+/// so a model carries one factory's adapters.
+pub trait AdapterFactory {
+    /// The adapter type this factory builds.
+    type Adapter: Adapter;
+
+    /// Build the adapter for the weight at `path` whose shape (burn layout) is `shape`.
+    ///
+    /// # Errors
+    /// Any [`LoraError`] that says why this weight cannot take this spec; it must name `path`.
+    fn build(
+        &self,
+        path: &str,
+        shape: &[usize],
+        spec: &AdapterSpec,
+        device: &Device,
+    ) -> Result<Self::Adapter>;
+}
+
+/// The factory for linear LoRA alone: every targeted weight must be a `[d_in, d_out]` matrix.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinearFactory;
+
+impl AdapterFactory for LinearFactory {
+    type Adapter = LinearAdapter;
+
+    fn build(
+        &self,
+        path: &str,
+        shape: &[usize],
+        spec: &AdapterSpec,
+        device: &Device,
+    ) -> Result<LinearAdapter> {
+        match shape {
+            [d_in, d_out] => LinearAdapter::new(path, *d_in, *d_out, spec, device),
+            _ => Err(LoraError::UnsupportedGeometry {
+                path: path.to_string(),
+                reason: format!("linear LoRA adapts 2-D weights, this one is {shape:?}"),
+            }),
+        }
+    }
+}
+
+/// One float parameter of a module, as seen by [`scan`].
+#[derive(Debug, Clone)]
+pub struct ParamInfo {
+    /// Full path, e.g. `blocks.0.conv.weight`.
+    pub path: String,
+    /// Shape (burn layout).
+    pub shape: Vec<usize>,
+    /// Whether a reparameterization is attached to it.
+    pub reparameterized: bool,
+    device: Device,
+}
+
+/// List every float parameter of a module with its path and shape, without initializing lazy
+/// parameters. Parameters that belong to a reparameterization (adapter factors) are not listed;
+/// their base is, with `reparameterized` set.
+pub fn scan<M: Module>(module: &M) -> Vec<ParamInfo> {
+    let mut scanner = Scanner::default();
+    module.visit(&mut scanner);
+    scanner.params
+}
+
+#[derive(Default)]
+struct Scanner {
+    path: Vec<String>,
+    depth_in_reparam: usize,
+    params: Vec<ParamInfo>,
+}
+
+impl ModuleVisitor for Scanner {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        if container_type == "Reparameterization" {
+            if self.depth_in_reparam == 0
+                && let Some(last) = self.params.last_mut()
+            {
+                last.reparameterized = true;
+            }
+            self.depth_in_reparam += 1;
+        }
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if container_type == "Reparameterization" {
+            self.depth_in_reparam -= 1;
+        }
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.depth_in_reparam == 0 {
+            self.params.push(ParamInfo {
+                path: self.path.join("."),
+                shape: param.lazy_shape().to_vec(),
+                reparameterized: false,
+                device: param.lazy_device(),
+            });
+        }
+    }
+}
+
+/// Attach adapters to `model` as `config` says, building each with `factory`.
+///
+/// Targeted weights are frozen and carry a [`LoraParam`]; their effective value becomes
+/// `W + scale·ΔW`, so the model code does not change. Parameters matched by
+/// `config.trainable` stay trainable; every other parameter is frozen. Module-owned control
+/// flags (dropout, batch-norm running statistics) are left as they are.
+///
+/// Everything is checked before anything is attached: on error `model` is untouched (it is
+/// borrowed; the adapted model is a new value sharing the frozen tensors).
+///
+/// # Errors
+/// - [`LoraError::InvalidPattern`] for a pattern that does not compile;
+/// - [`LoraError::UnmatchedPattern`] for a pattern that matches nothing;
+/// - [`LoraError::AlreadyAdapted`] if the model is already reparameterized;
+/// - whatever the factory returns for a targeted weight (bad rank, unsupported geometry).
+pub fn attach<M, F>(model: &M, config: &LoraConfig, factory: &F) -> Result<M>
+where
+    M: Module,
+    F: AdapterFactory,
+{
+    let config = CompiledConfig::new(config)?;
+    let params = scan(model);
+    if let Some(p) = params.iter().find(|p| p.reparameterized) {
+        return Err(LoraError::AlreadyAdapted {
+            path: p.path.clone(),
+        });
+    }
+    let targets: Vec<&ParamInfo> = params
+        .iter()
+        .filter(|p| config.is_target(&p.path, p.shape.len()))
+        .collect();
+    let all: Vec<&ParamInfo> = params.iter().collect();
+    for pattern in config.all_patterns() {
+        // Overrides must hit an adapted weight; targets and trainable may hit any parameter.
+        let pool = match pattern.field {
+            "rank_pattern" | "alpha_pattern" => &targets,
+            _ => &all,
+        };
+        if !pool.iter().any(|p| pattern.matches(&p.path)) {
+            return Err(LoraError::UnmatchedPattern {
+                field: pattern.field.to_string(),
+                pattern: pattern.text.clone(),
+                known: known_paths(&params),
+            });
+        }
+    }
+    if targets.is_empty() {
+        return Err(LoraError::UnmatchedPattern {
+            field: "targets".into(),
+            pattern: config
+                .targets
+                .iter()
+                .map(|p| p.text.as_str())
+                .collect::<Vec<_>>()
+                .join("|"),
+            known: known_paths(&params),
+        });
+    }
+    let mut adapters = HashMap::with_capacity(targets.len());
+    for p in targets {
+        let adapter = factory.build(&p.path, &p.shape, &config.spec(&p.path), &p.device)?;
+        adapters.insert(p.path.clone(), (adapter, p.device.clone()));
+    }
+    Ok(model
+        .clone()
+        .apply_reparameterization(Injector { adapters, config }))
+}
+
+fn known_paths(params: &[ParamInfo]) -> String {
+    let mut list: Vec<&str> = params.iter().take(12).map(|p| p.path.as_str()).collect();
+    if params.len() > 12 {
+        list.push("...");
+    }
+    list.join(", ")
+}
+
+/// The reparameterizer: places pre-built adapters and sets trainability.
+struct Injector<A: Adapter> {
+    adapters: HashMap<String, (A, Device)>,
+    config: CompiledConfig,
+}
+
+impl<A: Adapter> Reparameterizer for Injector<A> {
+    type Reparam = LoraParam<A>;
+
+    fn reparameterize<const D: usize>(
+        &mut self,
+        path: &str,
+        param: Param<Tensor<D>>,
+    ) -> (Param<Tensor<D>>, Option<Self::Reparam>) {
+        match self.adapters.remove(path) {
+            Some((adapter, device)) => (
+                param.set_require_grad(false),
+                Some(LoraParam::new(adapter, &device)),
+            ),
+            None => {
+                let trainable = self.config.is_trainable(path);
+                (param.set_require_grad(trainable), None)
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Linear LoRA through `attach`: init identity, forward-mode equality, merge/unmerge,
+//! gradients, parameter counts, records and every configuration error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use burn::module::Module;
+use burn::nn::LinearConfig;
+use burn::tensor::{Device, Distribution, Tensor};
+use lora_core::testing::{assert_close, randomize_adapters};
+use lora_core::{
+    LinearAdapter, LinearFactory, LoraConfig, LoraError, LoraLinear, LoraLinearConfig, LoraParam,
+    adapted_params, attach, merge, param_counts, unmerge,
+};
+use common::Mlp;
+
+const D_IN: usize = 12;
+const HIDDEN: usize = 20;
+const D_OUT: usize = 6;
+
+fn setup(seed: u64) -> (Device, Mlp, Tensor<2>) {
+    let device = Device::flex();
+    device.seed(seed);
+    let model = Mlp::new(D_IN, HIDDEN, D_OUT, &device);
+    let x = Tensor::random([5, D_IN], Distribution::Normal(0.0, 1.0), &device);
+    (device, model, x)
+}
+
+fn config(rank: usize) -> LoraConfig {
+    LoraConfig::new(rank, 2.0 * rank as f64)
+}
+
+#[test]
+fn adapted_model_equals_base_at_init() {
+    let (_, model, x) = setup(1);
+    let adapted = attach(&model, &config(3), &LinearFactory).unwrap();
+    let (a, b) = (adapted.forward(x.clone()), model.forward(x));
+    assert_eq!(a.into_data(), b.into_data(), "zero `up` must leave outputs bit-identical");
+}
+
+#[test]
+fn adapters_change_the_output_once_up_is_non_zero() {
+    let (_, model, x) = setup(2);
+    let adapted = randomize_adapters(attach(&model, &config(3), &LinearFactory).unwrap(), 0.3);
+    let diff = (adapted.forward(x.clone()) - model.forward(x)).abs().max();
+    assert!(diff.into_scalar::<f32>() > 1e-2);
+}
+
+#[test]
+fn weight_space_equals_bypass_with_the_same_factors() {
+    // Tolerance: 1e-5 relative to the output magnitude (f32, a few hundred flops per output).
+    let device = Device::flex();
+    for (rank, seed) in [(1, 3), (4, 4), (6, 5)] {
+        device.seed(seed);
+        let base = LinearConfig::new(D_IN, D_OUT).init(&device);
+        let ws = attach(&base, &LoraConfig::new(rank, 3.0), &LinearFactory).unwrap();
+        let ws = randomize_adapters(ws, 0.5);
+        let adapter = ws
+            .weight
+            .reparameterization::<LoraParam<LinearAdapter>>()
+            .unwrap()
+            .adapter
+            .clone();
+        // Bypass: the same base and the same factors, dropout off.
+        let bypass = LoraLinearConfig::new(D_IN, D_OUT, rank, 3.0)
+            .wrap(base, &device)
+            .unwrap();
+        let bypass = LoraLinear { adapter, ..bypass };
+        let x = Tensor::random([7, D_IN], Distribution::Normal(0.0, 1.0), &device);
+        let out = bypass.forward(x.clone());
+        assert_close(ws.forward(x.clone()), out.clone(), 1e-5, "weight-space vs bypass");
+        // The bypass module's own merge gives a plain Linear with the same output.
+        assert_close(bypass.merge().forward(x), out, 1e-5, "bypass merge");
+    }
+}
+
+#[test]
+fn merge_is_exact_and_unmerge_restores_the_base() {
+    let (_, model, x) = setup(6);
+    let adapted = randomize_adapters(attach(&model, &config(4), &LinearFactory).unwrap(), 0.5);
+    let before = adapted.forward(x.clone());
+
+    let merged = merge(&adapted).unwrap();
+    assert!(adapted_params(&merged).iter().all(|a| a.merged));
+    // Merged output = unmerged output (1e-5 relative).
+    assert_close(merged.forward(x.clone()), before.clone(), 1e-5, "merged vs unmerged");
+    // The base really holds W + scale·ΔW now.
+    let delta = merged.fc1.weight.base() - model.fc1.weight.val();
+    assert!(delta.abs().max().into_scalar::<f32>() > 1e-3);
+
+    let restored = unmerge(&merged).unwrap();
+    assert!(adapted_params(&restored).iter().all(|a| !a.merged));
+    // Merge then unmerge restores the base weight to 1e-6 relative.
+    assert_close(restored.fc1.weight.base(), model.fc1.weight.val(), 1e-6, "fc1 base");
+    assert_close(restored.fc2.weight.base(), model.fc2.weight.val(), 1e-6, "fc2 base");
+    assert_close(restored.forward(x), before, 1e-5, "after unmerge");
+}
+
+#[test]
+fn merging_twice_and_unmerging_the_unmerged_are_errors() {
+    let (_, model, _) = setup(7);
+    let adapted = attach(&model, &config(2), &LinearFactory).unwrap();
+    let err = unmerge(&adapted).unwrap_err();
+    assert_eq!(
+        err,
+        LoraError::NotMerged {
+            paths: vec!["fc1.weight".into(), "fc2.weight".into()]
+        }
+    );
+    let merged = merge(&adapted).unwrap();
+    assert!(matches!(merge(&merged), Err(LoraError::AlreadyMerged { paths }) if paths.len() == 2));
+    assert_eq!(merge(&model).unwrap_err(), LoraError::NoAdapters);
+}
+
+#[test]
+fn swapping_adapters_on_a_resident_base() {
+    // Adapter A merged; unmerge it, load adapter B's factors, merge: equals B applied alone.
+    let (device, model, x) = setup(8);
+    let with_a = randomize_adapters(attach(&model, &config(2), &LinearFactory).unwrap(), 0.5);
+    device.seed(99);
+    let with_b = randomize_adapters(with_a.clone(), 0.5);
+    let expected_b = with_b.forward(x.clone());
+
+    let resident = merge(&with_a).unwrap();
+    let resident = unmerge(&resident).unwrap();
+    let b_record = with_b.into_record();
+    let resident = resident.load_record(b_record);
+    let resident = merge(&resident).unwrap();
+    assert_close(resident.forward(x), expected_b, 1e-5, "swapped");
+}
+
+#[test]
+fn only_adapter_factors_and_unfrozen_params_get_gradients() {
+    let device = Device::flex().autodiff();
+    device.seed(9);
+    let model = Mlp::new(D_IN, HIDDEN, D_OUT, &device);
+    let cfg = config(2)
+        .with_targets(vec!["fc1\\.weight".into()])
+        .with_trainable(vec!["fc2\\..*".into()]);
+    let adapted = randomize_adapters(attach(&model, &cfg, &LinearFactory).unwrap(), 0.1);
+    let x = Tensor::random([4, D_IN], Distribution::Normal(0.0, 1.0), &device);
+    let grads = adapted.forward(x).sum().backward();
+
+    let weight = &adapted.fc1.weight;
+    let lora = weight
+        .reparameterization::<LoraParam<LinearAdapter>>()
+        .unwrap();
+    assert!(lora.adapter.down.val().grad(&grads).is_some());
+    assert!(lora.adapter.up.val().grad(&grads).is_some());
+    assert!(weight.base().grad(&grads).is_none(), "frozen base got a gradient");
+    let fc1_bias = adapted.fc1.bias.as_ref().unwrap();
+    assert!(fc1_bias.val().grad(&grads).is_none(), "frozen bias got a gradient");
+    assert!(adapted.fc2.weight.val().grad(&grads).is_some(), "unfrozen fc2 lost its gradient");
+}
+
+#[test]
+fn trainable_count_is_r_times_din_plus_dout_per_layer_plus_unfrozen() {
+    let (_, model, _) = setup(10);
+    for rank in [1, 2, 5] {
+        let adapted = attach(&model, &config(rank), &LinearFactory).unwrap();
+        let counts = param_counts(&adapted);
+        let lora = rank * (D_IN + HIDDEN) + rank * (HIDDEN + D_OUT);
+        assert_eq!(counts.trainable, lora, "rank {rank}");
+        assert_eq!(counts.adapter, lora);
+        assert_eq!(counts.total, model.num_params() + lora);
+    }
+    // Per-path overrides and an unfrozen head bias.
+    let cfg = config(2)
+        .with_rank_pattern(vec![("fc2\\.weight".into(), 5)])
+        .with_alpha_pattern(vec![("fc1.*".into(), 1.0)])
+        .with_trainable(vec!["fc2\\.bias".into()]);
+    let adapted = attach(&model, &cfg, &LinearFactory).unwrap();
+    let expected = 2 * (D_IN + HIDDEN) + 5 * (HIDDEN + D_OUT) + D_OUT;
+    assert_eq!(param_counts(&adapted).trainable, expected);
+    let lora = adapted
+        .fc1
+        .weight
+        .reparameterization::<LoraParam<LinearAdapter>>()
+        .unwrap();
+    assert_eq!(lora.adapter.scale, 0.5, "alpha override 1.0 / rank 2");
+}
+
+#[test]
+fn rslora_scales_by_root_rank() {
+    let (_, model, _) = setup(11);
+    let cfg = config(4).with_scaling(lora_core::Scaling::RsLora);
+    let adapted = attach(&model, &cfg, &LinearFactory).unwrap();
+    let lora = adapted
+        .fc1
+        .weight
+        .reparameterization::<LoraParam<LinearAdapter>>()
+        .unwrap();
+    assert_eq!(lora.adapter.scale, 8.0 / 2.0);
+}
+
+#[test]
+fn record_round_trip_keeps_base_adapters_and_merge_state() {
+    let (device, model, x) = setup(12);
+    let adapted = randomize_adapters(attach(&model, &config(3), &LinearFactory).unwrap(), 0.4);
+    let merged = merge(&adapted).unwrap();
+    let expected = adapted.forward(x.clone());
+
+    // A freshly built, differently seeded model with fresh adapters.
+    device.seed(1234);
+    let fresh = attach(&Mlp::new(D_IN, HIDDEN, D_OUT, &device), &config(3), &LinearFactory)
+        .unwrap();
+    let recorder = burn::record::BinBytesRecorder::<burn::record::FullPrecisionSettings>::default();
+    use burn::record::Recorder;
+    let bytes = recorder.record(adapted.clone().into_record(), ()).unwrap();
+    let loaded = fresh.clone().load_record(recorder.load(bytes, &device).unwrap());
+    assert_close(loaded.forward(x.clone()), expected.clone(), 1e-6, "unmerged record");
+
+    // A merged record loads back merged: no double add.
+    let bytes = recorder.record(merged.into_record(), ()).unwrap();
+    let loaded = fresh.load_record(recorder.load(bytes, &device).unwrap());
+    assert!(adapted_params(&loaded).iter().all(|a| a.merged));
+    assert_close(loaded.forward(x.clone()), expected.clone(), 1e-5, "merged record");
+    assert_close(unmerge(&loaded).unwrap().forward(x), expected, 1e-5, "unmerged after load");
+}
+
+#[test]
+fn every_invalid_config_gives_its_error_and_leaves_the_model_alone() {
+    let (_, model, x) = setup(13);
+    let before = model.forward(x.clone());
+    let err = |cfg: LoraConfig| attach(&model, &cfg, &LinearFactory).unwrap_err();
+
+    match err(config(0)) {
+        LoraError::InvalidRank { path, rank: 0, .. } => assert_eq!(path, "fc1.weight"),
+        other => panic!("{other:?}"),
+    }
+    // fc2 is [20, 6]: rank 7 exceeds min(d_in, d_out) = 6 there, not on fc1 ([12, 20]).
+    let e = err(config(2).with_rank_pattern(vec![("fc2\\.weight".into(), 7)]));
+    assert!(matches!(&e, LoraError::InvalidRank { path, rank: 7, shape, .. }
+        if path == "fc2.weight" && shape == &vec![HIDDEN, D_OUT]), "{e:?}");
+    assert!(e.to_string().contains("fc2.weight") && e.to_string().contains("1..=6"), "{e}");
+    let e = err(LoraConfig::new(2, f64::NAN));
+    assert!(matches!(e, LoraError::InvalidAlpha { .. }), "{e:?}");
+    let e = err(config(2).with_targets(vec!["fc[".into()]));
+    assert!(matches!(e, LoraError::InvalidPattern { .. }), "{e:?}");
+    let e = err(config(2).with_targets(vec!["conv.*".into()]));
+    assert!(matches!(&e, LoraError::UnmatchedPattern { field, .. } if field == "targets"), "{e:?}");
+    let e = err(config(2).with_rank_pattern(vec![("fc9.*".into(), 1)]));
+    assert!(matches!(&e, LoraError::UnmatchedPattern { field, .. } if field == "rank_pattern"));
+    let e = err(config(2).with_trainable(vec!["head.*".into()]));
+    assert!(matches!(&e, LoraError::UnmatchedPattern { field, .. } if field == "trainable"));
+    // Biases are 1-D: targeting them with linear LoRA's tensor rank 1 is a geometry error.
+    let e = err(config(1).with_targets(vec![".*bias".into()]).with_tensor_ranks(vec![1]));
+    assert!(matches!(&e, LoraError::UnsupportedGeometry { path, .. } if path == "fc1.bias"));
+    // Nested reparameterization is refused.
+    let adapted = attach(&model, &config(2), &LinearFactory).unwrap();
+    let e = attach(&adapted, &config(2), &LinearFactory).unwrap_err();
+    assert_eq!(e, LoraError::AlreadyAdapted { path: "fc1.weight".into() });
+
+    // Untouched: same output, no adapters.
+    assert_eq!(model.forward(x).into_data(), before.into_data());
+    assert!(adapted_params(&model).is_empty());
+}
+
+#[test]
+fn bypass_config_errors_name_values() {
+    let device = Device::flex();
+    let e = LoraLinearConfig::new(4, 3, 4, 1.0).init(&device).unwrap_err();
+    assert!(matches!(e, LoraError::InvalidRank { rank: 4, .. }), "{e:?}");
+    let base = LinearConfig::new(8, 8).init(&device);
+    assert!(LoraLinearConfig::new(8, 8, 0, 1.0).wrap(base, &device).is_err());
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run every test of the workspace, including the wgpu-vs-CPU parity tests.
+#
+# wgpu needs a Vulkan driver. On a machine without a GPU this installs Mesa's lavapipe (a CPU
+# Vulkan implementation) when apt-get is available and no Vulkan driver is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_vulkan_icd() {
+  ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1
+}
+if ! have_vulkan_icd; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "no Vulkan driver found: installing mesa-vulkan-drivers (lavapipe) for the wgpu tests"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers >/dev/null
+  else
+    echo "warning: no Vulkan driver and no apt-get; the wgpu parity tests will fail" >&2
+  fi
+fi
+
+cargo test --workspace --features lora-core/wgpu "$@"
