@@ -31,7 +31,10 @@ fn bench(c: &mut Criterion) {
         for variant in ConvVariant::ALL {
             let tag = format!("{variant}/c{ch}/r{rank}");
             let cfg = conv_config(rank, rank as f64).with_targets(vec!["weight".into()]);
-            let ws = randomize_adapters(attach(&conv, &cfg, &ConvFactory::new(variant)).unwrap(), 0.1);
+            let ws = randomize_adapters(
+                attach(&conv, &cfg, &ConvFactory::new(variant)).unwrap(),
+                0.1,
+            );
             let adapter = ws
                 .weight
                 .reparameterization::<LoraParam<AnyAdapter>>()
@@ -44,9 +47,12 @@ fn bench(c: &mut Criterion) {
             c.bench_function(&format!("forward-weight/{tag}"), |b| {
                 b.iter(|| ws.forward(x.clone()).into_data())
             });
-            let bypass = LoraConv::wrap("conv", conv.clone(), variant, &spec(rank), 0.0, &device)
-                .unwrap();
-            let bypass = LoraConv { adapter: adapter.clone(), ..bypass };
+            let bypass =
+                LoraConv::wrap("conv", conv.clone(), variant, &spec(rank), 0.0, &device).unwrap();
+            let bypass = LoraConv {
+                adapter: adapter.clone(),
+                ..bypass
+            };
             c.bench_function(&format!("forward-bypass/{tag}"), |b| {
                 b.iter(|| bypass.forward(x.clone()).into_data())
             });

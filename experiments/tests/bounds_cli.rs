@@ -5,15 +5,24 @@
 use std::process::Command;
 
 fn bounds(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_bounds")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_bounds"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn json_gives_counts_and_max_ranks() {
-    let out = bounds(&["--in", "64", "--out", "64", "--kernel", "3x3", "--rank", "8", "--json"]);
+    let out = bounds(&[
+        "--in", "64", "--out", "64", "--kernel", "3x3", "--rank", "8", "--json",
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.trim().lines().count(), 1, "exactly one JSON object: {text}");
+    assert_eq!(
+        text.trim().lines().count(),
+        1,
+        "exactly one JSON object: {text}"
+    );
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["full"], 36_864);
     assert_eq!(v["hf"], 8 * (64 * 9 + 64));
@@ -53,9 +62,13 @@ fn table_is_readable() {
 fn bad_arguments_fail_with_a_message() {
     for args in [
         vec!["--in", "8", "--out", "8", "--kernel", "3x", "--rank", "2"],
-        vec!["--in", "8", "--out", "8", "--kernel", "3x3x3x3", "--rank", "2"],
+        vec![
+            "--in", "8", "--out", "8", "--kernel", "3x3x3x3", "--rank", "2",
+        ],
         vec!["--in", "8", "--out", "8", "--kernel", "3", "--rank", "0"],
-        vec!["--in", "8", "--out", "6", "--kernel", "3", "--rank", "1", "--groups", "4"],
+        vec![
+            "--in", "8", "--out", "6", "--kernel", "3", "--rank", "1", "--groups", "4",
+        ],
         vec!["--in", "8", "--kernel", "3", "--rank", "1"],
     ] {
         let out = bounds(&args);

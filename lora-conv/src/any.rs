@@ -2,7 +2,9 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use lora_core::{Adapter, AdapterFactory, AdapterSpec, LinearAdapter, LoraConfig, LoraError, Result};
+use lora_core::{
+    Adapter, AdapterFactory, AdapterSpec, LinearAdapter, LoraConfig, LoraError, Result,
+};
 
 use crate::adapters::{CpAdapter, HfAdapter, Tucker2Adapter};
 use crate::variant::ConvVariant;

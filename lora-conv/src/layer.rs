@@ -1,6 +1,6 @@
 //! burn's Conv1d/2d/3d seen through one trait, so that the bypass module is written once.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleDisplay};
 use burn::nn::conv::{Conv1d, Conv2d, Conv3d};
 use burn::nn::{PaddingConfig1d, PaddingConfig2d, PaddingConfig3d};
 use burn::tensor::Tensor;
@@ -9,7 +9,7 @@ use lora_core::Adapter;
 use crate::geometry::{ConvGeometry, Padding};
 
 /// A convolution layer that conv LoRA can wrap.
-pub trait ConvLayer: Module {
+pub trait ConvLayer: Module + ModuleDisplay {
     /// Number of spatial axes (1, 2, 3).
     const DIMS: usize;
 
@@ -113,7 +113,9 @@ impl ConvLayer for Conv3d {
             padding: match self.padding {
                 PaddingConfig3d::Same => Padding::Same,
                 PaddingConfig3d::Valid => Padding::Explicit(vec![(0, 0); 3]),
-                PaddingConfig3d::Explicit(d, h, w) => Padding::Explicit(vec![(d, d), (h, h), (w, w)]),
+                PaddingConfig3d::Explicit(d, h, w) => {
+                    Padding::Explicit(vec![(d, d), (h, h), (w, w)])
+                }
             },
             groups: self.groups,
         }

@@ -44,7 +44,9 @@ impl FromStr for ConvVariant {
             "hf" | "lora" | "locon" => Ok(ConvVariant::Hf),
             "tucker2" | "tucker" => Ok(ConvVariant::Tucker2),
             "cp" | "cpd" => Ok(ConvVariant::Cp),
-            _ => Err(format!("unknown conv variant `{s}`; expected hf, tucker2 or cp")),
+            _ => Err(format!(
+                "unknown conv variant `{s}`; expected hf, tucker2 or cp"
+            )),
         }
     }
 }

@@ -17,7 +17,9 @@ use lora_core::{Adapter, AdapterFactory, AdapterSpec, Result, attach, merge};
 use serde_json::Value;
 
 fn dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn case(name: &str) -> Value {
@@ -25,7 +27,11 @@ fn case(name: &str) -> Value {
 }
 
 fn usize_list(v: &Value) -> Vec<usize> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
 }
 
 /// Hands out one fixed, imported adapter: how a loaded adapter goes through `attach`.
@@ -48,28 +54,61 @@ fn check<C: ConvLayer + Clone, const N: usize>(name: &str, base: C, adapter: Any
     let mut reference = read_safetensors(dir(name).join("reference.safetensors")).unwrap();
     let source = format!("{name}/reference.safetensors");
     let input: Tensor<N> = take_tensor(&mut reference, "input", &source, &device).unwrap();
-    let expected: Tensor<N> = take_tensor(&mut reference, "output_adapted", &source, &device).unwrap();
-    let output_base: Tensor<N> = take_tensor(&mut reference, "output_base", &source, &device).unwrap();
-    let merged_ref: Tensor<N> = take_tensor(&mut reference, "merged.weight", &source, &device).unwrap();
+    let expected: Tensor<N> =
+        take_tensor(&mut reference, "output_adapted", &source, &device).unwrap();
+    let output_base: Tensor<N> =
+        take_tensor(&mut reference, "output_base", &source, &device).unwrap();
+    let merged_ref: Tensor<N> =
+        take_tensor(&mut reference, "merged.weight", &source, &device).unwrap();
 
-    assert_close(base.forward_nd(input.clone()), output_base, 1e-5, &format!("{name}: base"));
+    assert_close(
+        base.forward_nd(input.clone()),
+        output_base,
+        1e-5,
+        &format!("{name}: base"),
+    );
 
     // Merged weight: W + scale·ΔK.
-    let base_weight: Tensor<N> = take_tensor(&mut reference, "base.weight", &source, &device).unwrap();
+    let base_weight: Tensor<N> =
+        take_tensor(&mut reference, "base.weight", &source, &device).unwrap();
     let merged = base_weight + adapter.delta_weight::<N>();
     assert_close(merged, merged_ref, 1e-5, &format!("{name}: merged.weight"));
 
     // Weight-space, through attach.
     let cfg = conv_config(adapter.rank(), 1.0).with_targets(vec!["weight".into()]);
     let ws = attach(&base, &cfg, &Imported(adapter.clone())).unwrap();
-    assert_close(ws.forward_nd(input.clone()), expected.clone(), 1e-4, &format!("{name}: weight-space"));
+    assert_close(
+        ws.forward_nd(input.clone()),
+        expected.clone(),
+        1e-4,
+        &format!("{name}: weight-space"),
+    );
     let merged_model = merge(&ws).unwrap();
-    assert_close(merged_model.forward_nd(input.clone()), expected.clone(), 1e-4, &format!("{name}: merged"));
+    assert_close(
+        merged_model.forward_nd(input.clone()),
+        expected.clone(),
+        1e-4,
+        &format!("{name}: merged"),
+    );
 
     // Bypass.
-    let bypass = LoraConv { base, adapter, dropout: no_dropout() };
-    assert_close(bypass.forward(input.clone()), expected.clone(), 1e-4, &format!("{name}: bypass"));
-    assert_close(bypass.merge().forward_nd(input), expected, 1e-4, &format!("{name}: bypass merge"));
+    let bypass = LoraConv {
+        base,
+        adapter,
+        dropout: no_dropout(),
+    };
+    assert_close(
+        bypass.forward(input.clone()),
+        expected.clone(),
+        1e-4,
+        &format!("{name}: bypass"),
+    );
+    assert_close(
+        bypass.merge().forward_nd(input),
+        expected,
+        1e-4,
+        &format!("{name}: bypass merge"),
+    );
 }
 
 fn base_params<const N: usize>(name: &str) -> (Param<Tensor<N>>, Param<Tensor<1>>) {
@@ -88,7 +127,10 @@ fn conv2d_from_case(name: &str) -> burn::nn::conv::Conv2d {
     let p = usize_list(&layer["padding"]);
     let d = usize_list(&layer["dilation"]);
     let conv = Conv2dConfig::new(
-        [layer["in"].as_u64().unwrap() as usize, layer["out"].as_u64().unwrap() as usize],
+        [
+            layer["in"].as_u64().unwrap() as usize,
+            layer["out"].as_u64().unwrap() as usize,
+        ],
         [k[0], k[1]],
     )
     .with_stride([s[0], s[1]])
@@ -97,19 +139,39 @@ fn conv2d_from_case(name: &str) -> burn::nn::conv::Conv2d {
     .with_groups(layer["groups"].as_u64().unwrap() as usize)
     .init(&Device::flex());
     let (weight, bias) = base_params::<4>(name);
-    burn::nn::conv::Conv2d { weight, bias: Some(bias), ..conv }
+    burn::nn::conv::Conv2d {
+        weight,
+        bias: Some(bias),
+        ..conv
+    }
 }
 
 fn peft_scale(c: &Value) -> f64 {
     let (r, alpha) = (c["rank"].as_f64().unwrap(), c["alpha"].as_f64().unwrap());
-    if c["use_rslora"].as_bool().unwrap_or(false) { alpha / r.sqrt() } else { alpha / r }
+    if c["use_rslora"].as_bool().unwrap_or(false) {
+        alpha / r.sqrt()
+    } else {
+        alpha / r
+    }
 }
 
 fn peft_factors<const N: usize>(name: &str) -> (Tensor<N>, Tensor<N>) {
     let device = Device::flex();
     let mut t = read_safetensors(dir(name).join("adapter_model.safetensors")).unwrap();
-    let a = take_tensor(&mut t, "base_model.model.layer.lora_A.weight", name, &device).unwrap();
-    let b = take_tensor(&mut t, "base_model.model.layer.lora_B.weight", name, &device).unwrap();
+    let a = take_tensor(
+        &mut t,
+        "base_model.model.layer.lora_A.weight",
+        name,
+        &device,
+    )
+    .unwrap();
+    let b = take_tensor(
+        &mut t,
+        "base_model.model.layer.lora_B.weight",
+        name,
+        &device,
+    )
+    .unwrap();
     (a, b)
 }
 
@@ -126,12 +188,19 @@ fn peft_conv1d_rslora() {
     let name = "peft-conv1d-rslora";
     let c = case(name);
     let layer = &c["layer"];
-    let (k, p) = (usize_list(&layer["kernel"])[0], usize_list(&layer["padding"])[0]);
+    let (k, p) = (
+        usize_list(&layer["kernel"])[0],
+        usize_list(&layer["padding"])[0],
+    );
     let conv = Conv1dConfig::new(4, 6, k)
         .with_padding(PaddingConfig1d::Explicit(p, p))
         .init(&Device::flex());
     let (weight, bias) = base_params::<3>(name);
-    let conv = burn::nn::conv::Conv1d { weight, bias: Some(bias), ..conv };
+    let conv = burn::nn::conv::Conv1d {
+        weight,
+        bias: Some(bias),
+        ..conv
+    };
     let (a, b) = peft_factors::<3>(name);
     // rsLoRA: alpha / sqrt(r) = 2 / sqrt(2).
     let scale = peft_scale(&c);
@@ -140,9 +209,19 @@ fn peft_conv1d_rslora() {
     check::<_, 3>(name, conv, AnyAdapter::Hf(adapter));
 }
 
-fn lycoris_factors(name: &str) -> (std::collections::HashMap<String, burn::tensor::TensorData>, f64) {
+fn lycoris_factors(
+    name: &str,
+) -> (
+    std::collections::HashMap<String, burn::tensor::TensorData>,
+    f64,
+) {
     let mut t = read_safetensors(dir(name).join("adapter.safetensors")).unwrap();
-    let alpha = t.remove("lycoris_layer.alpha").unwrap().iter::<f32>().next().unwrap() as f64;
+    let alpha = t
+        .remove("lycoris_layer.alpha")
+        .unwrap()
+        .iter::<f32>()
+        .next()
+        .unwrap() as f64;
     (t, alpha)
 }
 
@@ -151,7 +230,8 @@ fn lycoris_locon_plain() {
     let name = "lycoris-conv2d-plain";
     let device = Device::flex();
     let (mut t, alpha) = lycoris_factors(name);
-    let down: Tensor<4> = take_tensor(&mut t, "lycoris_layer.lora_down.weight", name, &device).unwrap();
+    let down: Tensor<4> =
+        take_tensor(&mut t, "lycoris_layer.lora_down.weight", name, &device).unwrap();
     let up: Tensor<4> = take_tensor(&mut t, "lycoris_layer.lora_up.weight", name, &device).unwrap();
     let rank = down.dims()[0] as f64;
     let adapter = HfAdapter::from_peft("layer", down, up, alpha / rank).unwrap();
@@ -163,8 +243,10 @@ fn lycoris_tucker() {
     let name = "lycoris-conv2d-tucker";
     let device = Device::flex();
     let (mut t, alpha) = lycoris_factors(name);
-    let down: Tensor<4> = take_tensor(&mut t, "lycoris_layer.lora_down.weight", name, &device).unwrap();
-    let mid: Tensor<4> = take_tensor(&mut t, "lycoris_layer.lora_mid.weight", name, &device).unwrap();
+    let down: Tensor<4> =
+        take_tensor(&mut t, "lycoris_layer.lora_down.weight", name, &device).unwrap();
+    let mid: Tensor<4> =
+        take_tensor(&mut t, "lycoris_layer.lora_mid.weight", name, &device).unwrap();
     let up: Tensor<4> = take_tensor(&mut t, "lycoris_layer.lora_up.weight", name, &device).unwrap();
     let rank = down.dims()[0] as f64;
     let adapter = Tucker2Adapter::from_lycoris("layer", down, mid, up, alpha / rank).unwrap();
@@ -179,5 +261,8 @@ fn mismatched_factors_are_refused_with_their_key() {
     let err = HfAdapter::from_peft("layer", a.clone(), b, 1.0).unwrap_err();
     assert!(err.to_string().contains("layer.lora_B"), "{err}");
     let b = Tensor::<4>::zeros([8, 3, 3, 3], &device);
-    assert!(HfAdapter::from_peft("layer", a, b, 1.0).is_err(), "up must be 1x1");
+    assert!(
+        HfAdapter::from_peft("layer", a, b, 1.0).is_err(),
+        "up must be 1x1"
+    );
 }

@@ -61,17 +61,60 @@ fn geometries(d: usize) -> Vec<Geo> {
     };
     let mut list = vec![
         base.clone(),
-        Geo { name: "stride 2, pad 0", stride: 2, pad: Pad::Sym(0), ..base.clone() },
-        Geo { name: "same", pad: Pad::Same, ..base.clone() },
-        Geo { name: "dilation 2", dilation: 2, pad: Pad::Sym(2), ..base.clone() },
-        Geo { name: "groups 2", groups: 2, ..base.clone() },
-        Geo { name: "depthwise", s: 4, t: 4, groups: 4, ..base.clone() },
-        Geo { name: "rectangular", kernel: rect, pad: Pad::Sym(0), stride: 2, ..base.clone() },
-        Geo { name: "1x1", kernel: k(1), pad: Pad::Sym(0), ..base.clone() },
+        Geo {
+            name: "stride 2, pad 0",
+            stride: 2,
+            pad: Pad::Sym(0),
+            ..base.clone()
+        },
+        Geo {
+            name: "same",
+            pad: Pad::Same,
+            ..base.clone()
+        },
+        Geo {
+            name: "dilation 2",
+            dilation: 2,
+            pad: Pad::Sym(2),
+            ..base.clone()
+        },
+        Geo {
+            name: "groups 2",
+            groups: 2,
+            ..base.clone()
+        },
+        Geo {
+            name: "depthwise",
+            s: 4,
+            t: 4,
+            groups: 4,
+            ..base.clone()
+        },
+        Geo {
+            name: "rectangular",
+            kernel: rect,
+            pad: Pad::Sym(0),
+            stride: 2,
+            ..base.clone()
+        },
+        Geo {
+            name: "1x1",
+            kernel: k(1),
+            pad: Pad::Sym(0),
+            ..base.clone()
+        },
     ];
     if d < 3 {
-        let pairs = if d == 1 { vec![(2, 0)] } else { vec![(1, 0), (0, 2)] };
-        list.push(Geo { name: "asymmetric pad", pad: Pad::Asym(pairs), ..base });
+        let pairs = if d == 1 {
+            vec![(2, 0)]
+        } else {
+            vec![(1, 0), (0, 2)]
+        };
+        list.push(Geo {
+            name: "asymmetric pad",
+            pad: Pad::Asym(pairs),
+            ..base
+        });
     }
     list
 }
@@ -80,7 +123,7 @@ fn rank_for(geo: &Geo) -> usize {
     if geo.groups == geo.s { 1 } else { 2 }
 }
 
-fn check<C: ConvLayer, const N: usize>(
+fn check<C: ConvLayer + WeightAdapter, const N: usize>(
     conv: C,
     x: Tensor<N>,
     geo: &Geo,
@@ -106,31 +149,63 @@ fn check<C: ConvLayer, const N: usize>(
 
     // Merge is exact, and unmerge restores the base.
     let merged = merge(&ws).unwrap();
-    assert_close(merged.forward_nd(x.clone()), y_ws.clone(), RTOL, &format!("{what}: merged"));
+    assert_close(
+        merged.forward_nd(x.clone()),
+        y_ws.clone(),
+        RTOL,
+        &format!("{what}: merged"),
+    );
     let restored = unmerge(&merged).unwrap();
-    assert_close(restored.forward_nd(x.clone()), y_ws.clone(), RTOL, &format!("{what}: unmerged"));
+    assert_close(
+        restored.forward_nd(x.clone()),
+        y_ws.clone(),
+        RTOL,
+        &format!("{what}: unmerged"),
+    );
 
     let adapter = ws
         .clone()
         .weight_param_adapter()
         .expect("the weight carries an adapter");
-    let spec = AdapterSpec { rank, alpha: 2.0, scaling: Scaling::Standard, init: FactorInit::KaimingUniform };
+    let spec = AdapterSpec {
+        rank,
+        alpha: 2.0,
+        scaling: Scaling::Standard,
+        init: FactorInit::KaimingUniform,
+    };
     if geo.groups > 1 {
         let err = LoraConv::wrap("conv", conv, variant, &spec, 0.0, device).unwrap_err();
-        assert!(matches!(err, LoraError::UnsupportedGeometry { .. }), "{what}: {err:?}");
+        assert!(
+            matches!(err, LoraError::UnsupportedGeometry { .. }),
+            "{what}: {err:?}"
+        );
         return;
     }
     let bypass = LoraConv::wrap("conv", conv.clone(), variant, &spec, 0.0, device).unwrap();
     let bypass = LoraConv { adapter, ..bypass };
     let y_bypass = bypass.forward(x.clone());
-    assert_close(y_ws.clone(), y_bypass.clone(), RTOL, &format!("{what}: weight-space vs bypass"));
+    assert_close(
+        y_ws.clone(),
+        y_bypass.clone(),
+        RTOL,
+        &format!("{what}: weight-space vs bypass"),
+    );
     // merged conv output = base conv output + branch output.
     let y_merged = bypass.clone().merge().forward_nd(x.clone());
     let branch = y_bypass.clone() - y_base;
-    assert_close(y_merged, conv.forward_nd(x) + branch, RTOL, &format!("{what}: merged vs base+branch"));
+    assert_close(
+        y_merged,
+        conv.forward_nd(x) + branch,
+        RTOL,
+        &format!("{what}: merged vs base+branch"),
+    );
 }
 
-fn attach_random<C: ConvLayer>(conv: &C, config: &lora_core::LoraConfig, variant: ConvVariant) -> C {
+fn attach_random<C: ConvLayer>(
+    conv: &C,
+    config: &lora_core::LoraConfig,
+    variant: ConvVariant,
+) -> C {
     randomize_adapters(
         lora_core::attach(conv, config, &ConvFactory::new(variant)).unwrap(),
         0.5,
@@ -152,12 +227,20 @@ macro_rules! weight_adapter {
         }
     )*};
 }
-weight_adapter!(burn::nn::conv::Conv1d, burn::nn::conv::Conv2d, burn::nn::conv::Conv3d);
+weight_adapter!(
+    burn::nn::conv::Conv1d,
+    burn::nn::conv::Conv2d,
+    burn::nn::conv::Conv3d
+);
 
 fn input<const N: usize>(channels: usize, spatial: usize, device: &Device) -> Tensor<N> {
     let mut shape = vec![2, channels];
     shape.extend(std::iter::repeat_n(spatial, N - 2));
-    Tensor::random(burn::tensor::Shape::from(shape), Distribution::Normal(0.0, 1.0), device)
+    Tensor::random(
+        burn::tensor::Shape::from(shape),
+        Distribution::Normal(0.0, 1.0),
+        device,
+    )
 }
 
 #[test]
@@ -231,8 +314,21 @@ fn conv3d_grid() {
 fn bypass_refuses_a_rank_above_the_cap_and_names_the_layer() {
     let device = Device::flex();
     let conv = Conv2dConfig::new([4, 6], [3, 3]).init(&device);
-    let spec = AdapterSpec { rank: 5, alpha: 1.0, scaling: Scaling::Standard, init: FactorInit::KaimingUniform };
-    let err = LoraConv::wrap("block.conv", conv, ConvVariant::Tucker2, &spec, 0.0, &device).unwrap_err();
+    let spec = AdapterSpec {
+        rank: 5,
+        alpha: 1.0,
+        scaling: Scaling::Standard,
+        init: FactorInit::KaimingUniform,
+    };
+    let err = LoraConv::wrap(
+        "block.conv",
+        conv,
+        ConvVariant::Tucker2,
+        &spec,
+        0.0,
+        &device,
+    )
+    .unwrap_err();
     match err {
         LoraError::InvalidRank { path, rank: 5, .. } => assert_eq!(path, "block.conv"),
         other => panic!("{other:?}"),
@@ -245,10 +341,17 @@ fn forward_modes_agree_under_autodiff_and_only_factors_get_gradients() {
     device.seed(14);
     let conv = Conv2dConfig::new([3, 5], [3, 3]).init(&device);
     for variant in ConvVariant::ALL {
-        let ws = attach_random(&conv, &conv_config(2, 2.0).with_targets(vec!["weight".into()]), variant);
+        let ws = attach_random(
+            &conv,
+            &conv_config(2, 2.0).with_targets(vec!["weight".into()]),
+            variant,
+        );
         let x = input::<4>(3, 6, &device);
         let grads = ws.forward(x).sum().backward();
-        assert!(ws.weight.base().grad(&grads).is_none(), "{variant}: base got a gradient");
+        assert!(
+            ws.weight.base().grad(&grads).is_none(),
+            "{variant}: base got a gradient"
+        );
         let adapter = ws.clone().weight_param_adapter().unwrap();
         let n_grads = count_grads(&adapter, &grads);
         let n_params = adapter.num_params();

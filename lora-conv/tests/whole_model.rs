@@ -28,14 +28,21 @@ impl Net {
             stem: Conv2dConfig::new([3, 8], [3, 3])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(device),
-            grouped: Conv2dConfig::new([8, 8], [3, 3]).with_groups(2).init(device),
-            volume: Conv3dConfig::new([1, 4], [3, 3, 3]).init(device),
+            grouped: Conv2dConfig::new([8, 8], [3, 3])
+                .with_groups(2)
+                .init(device),
+            volume: Conv3dConfig::new([2, 4], [3, 3, 3]).init(device),
             head: LinearConfig::new(8, 5).init(device),
         }
     }
 
     fn forward(&self, a: Tensor<3>, x: Tensor<4>, v: Tensor<5>) -> Tensor<2> {
-        let a = self.audio.forward(a).mean_dim(2).mean_dim(1).reshape([2, 1]);
+        let a = self
+            .audio
+            .forward(a)
+            .mean_dim(2)
+            .mean_dim(1)
+            .reshape([2, 1]);
         let x = self.grouped.forward(self.stem.forward(x));
         let x = x.mean_dim(3).mean_dim(2).reshape([2, 8]);
         let v = self.volume.forward(v).mean().reshape([1, 1]);
@@ -48,7 +55,7 @@ fn inputs(device: &Device) -> (Tensor<3>, Tensor<4>, Tensor<5>) {
     (
         Tensor::random([2, 2, 9], n, device),
         Tensor::random([2, 3, 8, 8], n, device),
-        Tensor::random([1, 1, 5, 5, 5], n, device),
+        Tensor::random([1, 2, 5, 5, 5], n, device),
     )
 }
 
@@ -76,7 +83,12 @@ fn every_variant_on_every_layer_kind_with_per_path_ranks() {
         let adapted = randomize_adapters(adapted, 0.3);
         let y = adapted.forward(a.clone(), x.clone(), v.clone());
         let merged = merge(&adapted).unwrap();
-        assert_close(merged.forward(a.clone(), x.clone(), v.clone()), y, 1e-4, name);
+        assert_close(
+            merged.forward(a.clone(), x.clone(), v.clone()),
+            y,
+            1e-4,
+            name,
+        );
     }
 }
 
@@ -86,7 +98,10 @@ fn targets_select_layers_by_path() {
     let net = Net::new(&device);
     let config = conv_config(2, 2.0).with_targets(vec!["(stem|volume)\\.weight".into()]);
     let adapted = attach(&net, &config, &ConvFactory::new(ConvVariant::Cp)).unwrap();
-    let paths: Vec<String> = lora_core::adapted_params(&adapted).into_iter().map(|p| p.path).collect();
+    let paths: Vec<String> = lora_core::adapted_params(&adapted)
+        .into_iter()
+        .map(|p| p.path)
+        .collect();
     assert_eq!(paths, vec!["stem.weight", "volume.weight"]);
 }
 
@@ -98,7 +113,12 @@ fn bad_ranks_name_the_layer_and_leave_the_model_alone() {
     let config = conv_config(2, 2.0).with_rank_pattern(vec![("grouped\\.weight".into(), 5)]);
     let err = attach(&net, &config, &ConvFactory::new(ConvVariant::Tucker2)).unwrap_err();
     match &err {
-        LoraError::InvalidRank { path, rank: 5, shape, .. } => {
+        LoraError::InvalidRank {
+            path,
+            rank: 5,
+            shape,
+            ..
+        } => {
             assert_eq!(path, "grouped.weight");
             assert_eq!(shape, &vec![8, 4, 3, 3]);
         }
@@ -110,7 +130,9 @@ fn bad_ranks_name_the_layer_and_leave_the_model_alone() {
     let err = attach(&net, &config, &ConvFactory::new(ConvVariant::Hf)).unwrap_err();
     assert!(matches!(err, LoraError::InvalidRank { ref path, .. } if path == "audio.weight"));
     // Biases are 1-D: no adapter type takes them.
-    let config = conv_config(1, 1.0).with_targets(vec!["stem\\.bias".into()]).with_tensor_ranks(vec![1]);
+    let config = conv_config(1, 1.0)
+        .with_targets(vec!["stem\\.bias".into()])
+        .with_tensor_ranks(vec![1]);
     let err = attach(&net, &config, &ConvFactory::new(ConvVariant::Hf)).unwrap_err();
     assert!(matches!(err, LoraError::UnsupportedGeometry { ref path, .. } if path == "stem.bias"));
     assert!(lora_core::adapted_params(&net).is_empty());

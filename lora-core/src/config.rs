@@ -3,8 +3,8 @@
 use burn::config::Config;
 use regex::Regex;
 
-use crate::adapter::{AdapterSpec, FactorInit, Scaling};
 use crate::LoraError;
+use crate::adapter::{AdapterSpec, FactorInit, Scaling};
 
 /// Where to put adapters and how to build them, for a whole model.
 ///

@@ -59,7 +59,9 @@ pub enum LoraError {
         known: String,
     },
     /// The model already carries reparameterizations (burn does not nest them).
-    #[error("`{path}` is already reparameterized; burn does not support nested reparameterizations")]
+    #[error(
+        "`{path}` is already reparameterized; burn does not support nested reparameterizations"
+    )]
     AlreadyAdapted {
         /// Parameter path.
         path: String,

@@ -38,9 +38,16 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, Tensor
                 .chunks_exact(2)
                 .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
                 .collect(),
-            other => return Err(io(format!("tensor `{key}` has dtype {other:?}, not a float"))),
+            other => {
+                return Err(io(format!(
+                    "tensor `{key}` has dtype {other:?}, not a float"
+                )));
+            }
         };
-        out.insert(key, TensorData::new(values, Shape::from(view.shape().to_vec())));
+        out.insert(
+            key,
+            TensorData::new(values, Shape::from(view.shape().to_vec())),
+        );
     }
     Ok(out)
 }
@@ -111,7 +118,12 @@ mod tests {
         let err = read_safetensors("/nonexistent/adapter.safetensors").unwrap_err();
         assert!(err.to_string().contains("/nonexistent/adapter.safetensors"));
         let mut empty = HashMap::new();
-        let err = take_tensor::<2>(&mut empty, "lora_A.weight", "a.safetensors", &Device::flex());
+        let err = take_tensor::<2>(
+            &mut empty,
+            "lora_A.weight",
+            "a.safetensors",
+            &Device::flex(),
+        );
         assert_eq!(
             err.unwrap_err(),
             LoraError::MissingKey {

@@ -8,12 +8,12 @@ mod common;
 use burn::module::Module;
 use burn::nn::LinearConfig;
 use burn::tensor::{Device, Distribution, Tensor};
+use common::Mlp;
 use lora_core::testing::{assert_close, randomize_adapters};
 use lora_core::{
     LinearAdapter, LinearFactory, LoraConfig, LoraError, LoraLinear, LoraLinearConfig, LoraParam,
     adapted_params, attach, merge, param_counts, unmerge,
 };
-use common::Mlp;
 
 const D_IN: usize = 12;
 const HIDDEN: usize = 20;
@@ -36,7 +36,11 @@ fn adapted_model_equals_base_at_init() {
     let (_, model, x) = setup(1);
     let adapted = attach(&model, &config(3), &LinearFactory).unwrap();
     let (a, b) = (adapted.forward(x.clone()), model.forward(x));
-    assert_eq!(a.into_data(), b.into_data(), "zero `up` must leave outputs bit-identical");
+    assert_eq!(
+        a.into_data(),
+        b.into_data(),
+        "zero `up` must leave outputs bit-identical"
+    );
 }
 
 #[test]
@@ -67,9 +71,14 @@ fn weight_space_equals_bypass_with_the_same_factors() {
             .wrap(base, &device)
             .unwrap();
         let bypass = LoraLinear { adapter, ..bypass };
-        let x = Tensor::random([7, D_IN], Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<2>::random([7, D_IN], Distribution::Normal(0.0, 1.0), &device);
         let out = bypass.forward(x.clone());
-        assert_close(ws.forward(x.clone()), out.clone(), 1e-5, "weight-space vs bypass");
+        assert_close(
+            ws.forward(x.clone()),
+            out.clone(),
+            1e-5,
+            "weight-space vs bypass",
+        );
         // The bypass module's own merge gives a plain Linear with the same output.
         assert_close(bypass.merge().forward(x), out, 1e-5, "bypass merge");
     }
@@ -84,7 +93,12 @@ fn merge_is_exact_and_unmerge_restores_the_base() {
     let merged = merge(&adapted).unwrap();
     assert!(adapted_params(&merged).iter().all(|a| a.merged));
     // Merged output = unmerged output (1e-5 relative).
-    assert_close(merged.forward(x.clone()), before.clone(), 1e-5, "merged vs unmerged");
+    assert_close(
+        merged.forward(x.clone()),
+        before.clone(),
+        1e-5,
+        "merged vs unmerged",
+    );
     // The base really holds W + scale·ΔW now.
     let delta = merged.fc1.weight.base() - model.fc1.weight.val();
     assert!(delta.abs().max().into_scalar::<f32>() > 1e-3);
@@ -92,8 +106,18 @@ fn merge_is_exact_and_unmerge_restores_the_base() {
     let restored = unmerge(&merged).unwrap();
     assert!(adapted_params(&restored).iter().all(|a| !a.merged));
     // Merge then unmerge restores the base weight to 1e-6 relative.
-    assert_close(restored.fc1.weight.base(), model.fc1.weight.val(), 1e-6, "fc1 base");
-    assert_close(restored.fc2.weight.base(), model.fc2.weight.val(), 1e-6, "fc2 base");
+    assert_close(
+        restored.fc1.weight.base(),
+        model.fc1.weight.val(),
+        1e-6,
+        "fc1 base",
+    );
+    assert_close(
+        restored.fc2.weight.base(),
+        model.fc2.weight.val(),
+        1e-6,
+        "fc2 base",
+    );
     assert_close(restored.forward(x), before, 1e-5, "after unmerge");
 }
 
@@ -148,10 +172,19 @@ fn only_adapter_factors_and_unfrozen_params_get_gradients() {
         .unwrap();
     assert!(lora.adapter.down.val().grad(&grads).is_some());
     assert!(lora.adapter.up.val().grad(&grads).is_some());
-    assert!(weight.base().grad(&grads).is_none(), "frozen base got a gradient");
+    assert!(
+        weight.base().grad(&grads).is_none(),
+        "frozen base got a gradient"
+    );
     let fc1_bias = adapted.fc1.bias.as_ref().unwrap();
-    assert!(fc1_bias.val().grad(&grads).is_none(), "frozen bias got a gradient");
-    assert!(adapted.fc2.weight.val().grad(&grads).is_some(), "unfrozen fc2 lost its gradient");
+    assert!(
+        fc1_bias.val().grad(&grads).is_none(),
+        "frozen bias got a gradient"
+    );
+    assert!(
+        adapted.fc2.weight.val().grad(&grads).is_some(),
+        "unfrozen fc2 lost its gradient"
+    );
 }
 
 #[test]
@@ -203,20 +236,39 @@ fn record_round_trip_keeps_base_adapters_and_merge_state() {
 
     // A freshly built, differently seeded model with fresh adapters.
     device.seed(1234);
-    let fresh = attach(&Mlp::new(D_IN, HIDDEN, D_OUT, &device), &config(3), &LinearFactory)
-        .unwrap();
-    let recorder = burn::record::BinBytesRecorder::<burn::record::FullPrecisionSettings>::default();
-    use burn::record::Recorder;
-    let bytes = recorder.record(adapted.clone().into_record(), ()).unwrap();
-    let loaded = fresh.clone().load_record(recorder.load(bytes, &device).unwrap());
-    assert_close(loaded.forward(x.clone()), expected.clone(), 1e-6, "unmerged record");
+    let fresh = attach(
+        &Mlp::new(D_IN, HIDDEN, D_OUT, &device),
+        &config(3),
+        &LinearFactory,
+    )
+    .unwrap();
+    let round_trip = |m: Mlp| {
+        let bytes = m.into_record().into_bytes().unwrap();
+        burn::store::ModuleRecord::from_bytes(bytes).unwrap()
+    };
+    let loaded = fresh.clone().load_record(round_trip(adapted.clone()));
+    assert_close(
+        loaded.forward(x.clone()),
+        expected.clone(),
+        1e-6,
+        "unmerged record",
+    );
 
     // A merged record loads back merged: no double add.
-    let bytes = recorder.record(merged.into_record(), ()).unwrap();
-    let loaded = fresh.load_record(recorder.load(bytes, &device).unwrap());
+    let loaded = fresh.load_record(round_trip(merged));
     assert!(adapted_params(&loaded).iter().all(|a| a.merged));
-    assert_close(loaded.forward(x.clone()), expected.clone(), 1e-5, "merged record");
-    assert_close(unmerge(&loaded).unwrap().forward(x), expected, 1e-5, "unmerged after load");
+    assert_close(
+        loaded.forward(x.clone()),
+        expected.clone(),
+        1e-5,
+        "merged record",
+    );
+    assert_close(
+        unmerge(&loaded).unwrap().forward(x),
+        expected,
+        1e-5,
+        "unmerged after load",
+    );
 }
 
 #[test]
@@ -231,26 +283,42 @@ fn every_invalid_config_gives_its_error_and_leaves_the_model_alone() {
     }
     // fc2 is [20, 6]: rank 7 exceeds min(d_in, d_out) = 6 there, not on fc1 ([12, 20]).
     let e = err(config(2).with_rank_pattern(vec![("fc2\\.weight".into(), 7)]));
-    assert!(matches!(&e, LoraError::InvalidRank { path, rank: 7, shape, .. }
-        if path == "fc2.weight" && shape == &vec![HIDDEN, D_OUT]), "{e:?}");
-    assert!(e.to_string().contains("fc2.weight") && e.to_string().contains("1..=6"), "{e}");
+    assert!(
+        matches!(&e, LoraError::InvalidRank { path, rank: 7, shape, .. }
+        if path == "fc2.weight" && shape == &vec![HIDDEN, D_OUT]),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("fc2.weight") && e.to_string().contains("1..=6"),
+        "{e}"
+    );
     let e = err(LoraConfig::new(2, f64::NAN));
     assert!(matches!(e, LoraError::InvalidAlpha { .. }), "{e:?}");
     let e = err(config(2).with_targets(vec!["fc[".into()]));
     assert!(matches!(e, LoraError::InvalidPattern { .. }), "{e:?}");
     let e = err(config(2).with_targets(vec!["conv.*".into()]));
-    assert!(matches!(&e, LoraError::UnmatchedPattern { field, .. } if field == "targets"), "{e:?}");
+    assert!(
+        matches!(&e, LoraError::UnmatchedPattern { field, .. } if field == "targets"),
+        "{e:?}"
+    );
     let e = err(config(2).with_rank_pattern(vec![("fc9.*".into(), 1)]));
     assert!(matches!(&e, LoraError::UnmatchedPattern { field, .. } if field == "rank_pattern"));
     let e = err(config(2).with_trainable(vec!["head.*".into()]));
     assert!(matches!(&e, LoraError::UnmatchedPattern { field, .. } if field == "trainable"));
     // Biases are 1-D: targeting them with linear LoRA's tensor rank 1 is a geometry error.
-    let e = err(config(1).with_targets(vec![".*bias".into()]).with_tensor_ranks(vec![1]));
+    let e = err(config(1)
+        .with_targets(vec![".*bias".into()])
+        .with_tensor_ranks(vec![1]));
     assert!(matches!(&e, LoraError::UnsupportedGeometry { path, .. } if path == "fc1.bias"));
     // Nested reparameterization is refused.
     let adapted = attach(&model, &config(2), &LinearFactory).unwrap();
     let e = attach(&adapted, &config(2), &LinearFactory).unwrap_err();
-    assert_eq!(e, LoraError::AlreadyAdapted { path: "fc1.weight".into() });
+    assert_eq!(
+        e,
+        LoraError::AlreadyAdapted {
+            path: "fc1.weight".into()
+        }
+    );
 
     // Untouched: same output, no adapters.
     assert_eq!(model.forward(x).into_data(), before.into_data());
@@ -260,8 +328,14 @@ fn every_invalid_config_gives_its_error_and_leaves_the_model_alone() {
 #[test]
 fn bypass_config_errors_name_values() {
     let device = Device::flex();
-    let e = LoraLinearConfig::new(4, 3, 4, 1.0).init(&device).unwrap_err();
+    let e = LoraLinearConfig::new(4, 3, 4, 1.0)
+        .init(&device)
+        .unwrap_err();
     assert!(matches!(e, LoraError::InvalidRank { rank: 4, .. }), "{e:?}");
     let base = LinearConfig::new(8, 8).init(&device);
-    assert!(LoraLinearConfig::new(8, 8, 0, 1.0).wrap(base, &device).is_err());
+    assert!(
+        LoraLinearConfig::new(8, 8, 0, 1.0)
+            .wrap(base, &device)
+            .is_err()
+    );
 }

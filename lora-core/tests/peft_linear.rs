@@ -7,7 +7,7 @@ use std::path::Path;
 
 use burn::module::Param;
 use burn::nn::{DropoutConfig, Linear};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use lora_core::io::{read_safetensors, take_tensor};
 use lora_core::testing::assert_close;
 use lora_core::{
@@ -49,16 +49,36 @@ fn peft_linear_fixture() {
     .unwrap();
 
     let merged = weight + adapter.delta_weight::<2>();
-    assert_close(merged.transpose(), get2(&mut r, "merged.weight"), 1e-5, "merged.weight");
+    assert_close(
+        merged.transpose(),
+        get2(&mut r, "merged.weight"),
+        1e-5,
+        "merged.weight",
+    );
 
     let expected = get2(&mut r, "output_adapted");
     let ws = attach(&base, &LoraConfig::new(4, 8.0), &Imported(adapter.clone())).unwrap();
-    assert_close(ws.forward(input.clone()), expected.clone(), 1e-5, "weight-space");
+    assert_close(
+        ws.forward(input.clone()),
+        expected.clone(),
+        1e-5,
+        "weight-space",
+    );
     let bypass = LoraLinear {
         base,
         adapter,
         dropout: DropoutConfig::new(0.0).init(),
     };
-    assert_close(bypass.forward(input.clone()), expected.clone(), 1e-5, "bypass");
-    assert_close(bypass.merge().forward(input), expected, 1e-5, "bypass merge");
+    assert_close(
+        bypass.forward(input.clone()),
+        expected.clone(),
+        1e-5,
+        "bypass",
+    );
+    assert_close(
+        bypass.merge().forward(input),
+        expected,
+        1e-5,
+        "bypass merge",
+    );
 }

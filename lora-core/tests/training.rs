@@ -7,8 +7,8 @@ mod common;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
-use lora_core::{LinearFactory, LoraConfig, attach, param_counts};
 use common::Mlp;
+use lora_core::{LinearFactory, LoraConfig, attach, param_counts};
 
 #[test]
 fn lora_recovers_a_rank_r_perturbation_with_adam() {
@@ -40,7 +40,10 @@ fn lora_recovers_a_rank_r_perturbation_with_adam() {
     let y = Tensor::from_data(y.into_data(), &device);
 
     let mut model = attach(&base, &LoraConfig::new(RANK, RANK as f64), &LinearFactory).unwrap();
-    assert_eq!(param_counts(&model).trainable, RANK * (16 + 32) + RANK * (32 + 8));
+    assert_eq!(
+        param_counts(&model).trainable,
+        RANK * (16 + 32) + RANK * (32 + 8)
+    );
     let mut optim = AdamConfig::new().init();
     let loss_of = |m: &Mlp| (m.forward(x.clone()) - y.clone()).powi_scalar(2).mean();
 
@@ -56,6 +59,8 @@ fn lora_recovers_a_rank_r_perturbation_with_adam() {
         "loss fell from {first} to {last}, less than 10x"
     );
     // The base never moved.
-    let drift = (model.fc1.weight.base() - base.fc1.weight.val()).abs().max();
+    let drift = (model.fc1.weight.base() - base.fc1.weight.val())
+        .abs()
+        .max();
     assert_eq!(drift.into_scalar::<f32>(), 0.0);
 }

@@ -10,9 +10,9 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::{Distribution, Tensor};
+use common::Mlp;
 use lora_core::testing::{assert_close, randomize_adapters};
 use lora_core::{DeviceSpec, LinearFactory, LoraConfig, LoraLinearConfig, attach, merge};
-use common::Mlp;
 
 #[test]
 fn linear_lora_forward_on_wgpu_matches_cpu() {
@@ -20,7 +20,10 @@ fn linear_lora_forward_on_wgpu_matches_cpu() {
     let gpu = DeviceSpec::Wgpu(None).device().unwrap();
     cpu.seed(5);
     let model = Mlp::new(24, 40, 10, &cpu);
-    let adapted = randomize_adapters(attach(&model, &LoraConfig::new(4, 8.0), &LinearFactory).unwrap(), 0.3);
+    let adapted = randomize_adapters(
+        attach(&model, &LoraConfig::new(4, 8.0), &LinearFactory).unwrap(),
+        0.3,
+    );
     let x = Tensor::<2>::random([9, 24], Distribution::Normal(0.0, 1.0), &cpu);
     let expected = adapted.forward(x.clone());
 
@@ -49,7 +52,8 @@ fn linear_lora_forward_on_wgpu_matches_cpu() {
 }
 
 fn randomize_linear(a: lora_core::LinearAdapter) -> lora_core::LinearAdapter {
-    let rand = |t: Tensor<2>| Tensor::random(t.shape(), Distribution::Normal(0.0, 0.5), &t.device());
+    let rand =
+        |t: Tensor<2>| Tensor::random(t.shape(), Distribution::Normal(0.0, 0.5), &t.device());
     lora_core::LinearAdapter {
         down: a.down.map(rand),
         up: a.up.map(rand),

@@ -5,7 +5,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use lora_conv::functional::{closed_form, full_count, max_rank, max_rank_tucker2_below_hf, param_count};
+use lora_conv::functional::{
+    closed_form, full_count, max_rank, max_rank_tucker2_below_hf, param_count,
+};
 use lora_conv::{ConvGeometry, ConvVariant};
 use serde_json::json;
 
@@ -20,7 +22,7 @@ struct Args {
     out_channels: usize,
     /// Kernel size: K (Conv1d), KxK (Conv2d) or KxKxK (Conv3d); sides may differ, e.g. 1x3.
     #[arg(long, value_parser = parse_kernel)]
-    kernel: Vec<usize>,
+    kernel: Kernel,
     /// Adapter rank r.
     #[arg(long)]
     rank: usize,
@@ -32,17 +34,25 @@ struct Args {
     json: bool,
 }
 
+/// Kernel sizes, one per spatial axis.
+#[derive(Debug, Clone)]
+struct Kernel(Vec<usize>);
+
 /// `3`, `3x3` or `3x3x3` -> the kernel sizes (one per spatial axis).
-fn parse_kernel(s: &str) -> Result<Vec<usize>, String> {
+fn parse_kernel(s: &str) -> Result<Kernel, String> {
     let sizes: Vec<usize> = s
         .split(['x', 'X'])
         .map(|p| p.trim().parse::<usize>())
         .collect::<Result<_, _>>()
-        .map_err(|_| format!("bad kernel `{s}`: expected K, KxK or KxKxK with positive integers"))?;
+        .map_err(|_| {
+            format!("bad kernel `{s}`: expected K, KxK or KxKxK with positive integers")
+        })?;
     if sizes.is_empty() || sizes.len() > 3 || sizes.contains(&0) {
-        return Err(format!("bad kernel `{s}`: expected 1 to 3 positive sizes, like 3, 3x3 or 3x3x3"));
+        return Err(format!(
+            "bad kernel `{s}`: expected 1 to 3 positive sizes, like 3, 3x3 or 3x3x3"
+        ));
     }
-    Ok(sizes)
+    Ok(Kernel(sizes))
 }
 
 fn check(args: &Args) -> Result<ConvGeometry, String> {
@@ -51,14 +61,16 @@ fn check(args: &Args) -> Result<ConvGeometry, String> {
         return Err(format!("--in and --out must be positive (got {s} and {t})"));
     }
     if g == 0 || s % g != 0 || t % g != 0 {
-        return Err(format!("--groups {g} must divide both --in {s} and --out {t}"));
+        return Err(format!(
+            "--groups {g} must divide both --in {s} and --out {t}"
+        ));
     }
     if args.rank == 0 {
         return Err("--rank must be at least 1".into());
     }
     Ok(ConvGeometry {
         groups: g,
-        ..ConvGeometry::new(s, t, args.kernel.clone())
+        ..ConvGeometry::new(s, t, args.kernel.0.clone())
     })
 }
 

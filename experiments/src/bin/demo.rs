@@ -81,7 +81,11 @@ fn run(args: &Args) -> Result<(), lora_core::LoraError> {
     let x = Tensor::<2>::random([512, d_in], Distribution::Normal(0.0, 1.0), &device);
     let y = target.forward(x.clone()).detach();
 
-    let mut model = attach(&base, &LoraConfig::new(args.rank, args.rank as f64), &LinearFactory)?;
+    let mut model = attach(
+        &base,
+        &LoraConfig::new(args.rank, args.rank as f64),
+        &LinearFactory,
+    )?;
     let counts = param_counts(&model);
     println!(
         "device {}: {} of {} parameters trainable ({:.2}%)",
@@ -97,7 +101,10 @@ fn run(args: &Args) -> Result<(), lora_core::LoraError> {
     for step in 1..=args.steps {
         let loss = loss_of(&model);
         if step % 50 == 0 || step == 1 {
-            println!("step {step:4}  mse {:.6}", loss.clone().into_scalar::<f32>());
+            println!(
+                "step {step:4}  mse {:.6}",
+                loss.clone().into_scalar::<f32>()
+            );
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(1e-2, model, grads);

@@ -55,13 +55,20 @@ impl CpAdapter {
         let (t, c, _) = kernel_parts(path, shape)?;
         let product: usize = shape.iter().product();
         let largest = shape.iter().copied().max().unwrap_or(1).max(1);
-        spec.check(path, shape, product / largest, "product of all modes but the largest")?;
+        spec.check(
+            path,
+            shape,
+            product / largest,
+            "product of all modes but the largest",
+        )?;
         check_kernel(path, shape)?;
         let r = spec.rank;
         let spatial = shape[2..]
             .iter()
             .map(|&k| match spec.init {
-                FactorInit::KaimingUniform => uniform_factor([k, r], (3.0 / k as f64).sqrt(), device),
+                FactorInit::KaimingUniform => {
+                    uniform_factor([k, r], (3.0 / k as f64).sqrt(), device)
+                }
                 FactorInit::Gaussian => {
                     let std = (1.0 / k as f64).sqrt();
                     Param::from_tensor(Tensor::random(
@@ -98,10 +105,13 @@ impl CpAdapter {
             shape.extend((0..d).map(|j| if j == axis { k } else { 1 }));
             let w = factor.val().transpose().reshape::<N, _>(Shape::from(shape));
             let along = |v: &[usize], other| -> Vec<usize> {
-                (0..d).map(|j| if j == axis { v[j] } else { other }).collect()
+                (0..d)
+                    .map(|j| if j == axis { v[j] } else { other })
+                    .collect()
             };
-            let pad: Vec<(usize, usize)> =
-                (0..d).map(|j| if j == axis { padding[j] } else { (0, 0) }).collect();
+            let pad: Vec<(usize, usize)> = (0..d)
+                .map(|j| if j == axis { padding[j] } else { (0, 0) })
+                .collect();
             hidden = conv_nd(hidden, w, &along(stride, 1), &pad, &along(dilation, 1), r);
         }
         pointwise(hidden, self.up.val()).mul_scalar(self.scale)

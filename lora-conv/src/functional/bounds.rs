@@ -108,7 +108,14 @@ mod tests {
         let mut out = vec![];
         for t in [1, 2, 3, 8, 16, 33, 64, 128] {
             for s in [1, 3, 8, 16, 64, 100] {
-                for kernel in [vec![1, 1], vec![3, 3], vec![5, 5], vec![3], vec![3, 3, 3], vec![1, 7]] {
+                for kernel in [
+                    vec![1, 1],
+                    vec![3, 3],
+                    vec![5, 5],
+                    vec![3],
+                    vec![3, 3, 3],
+                    vec![1, 7],
+                ] {
                     out.push(ConvGeometry::new(s, t, kernel));
                 }
             }
@@ -120,7 +127,8 @@ mod tests {
     /// float may land on either side, so only there one step of slack is allowed.
     fn agrees(x: f64, exact: usize) -> bool {
         let near_integer = (x - x.round()).abs() < 1e-9;
-        largest_integer_below(x) == exact || (near_integer && largest_integer_below(x + 1e-6) == exact)
+        largest_integer_below(x) == exact
+            || (near_integer && largest_integer_below(x + 1e-6) == exact)
     }
 
     #[test]
@@ -128,7 +136,11 @@ mod tests {
         for g in grid() {
             for v in ConvVariant::ALL {
                 let full = full_count(&g);
-                assert_eq!(max_rank(v, &g), walk(full, |r| param_count(v, &g, r)), "{v} {g:?}");
+                assert_eq!(
+                    max_rank(v, &g),
+                    walk(full, |r| param_count(v, &g, r)),
+                    "{v} {g:?}"
+                );
             }
             let tucker_vs_hf = walk(usize::MAX, |r| {
                 if param_count(ConvVariant::Tucker2, &g, r) < param_count(ConvVariant::Hf, &g, r) {
@@ -148,12 +160,22 @@ mod tests {
             let hf = max_rank(ConvVariant::Hf, &g);
             let tucker2 = max_rank(ConvVariant::Tucker2, &g);
             assert!(agrees(cf.hf, hf), "hf {g:?}: {} vs {hf}", cf.hf);
-            assert!(agrees(cf.tucker2, tucker2), "tucker2 {g:?}: {} vs {tucker2}", cf.tucker2);
+            assert!(
+                agrees(cf.tucker2, tucker2),
+                "tucker2 {g:?}: {} vs {tucker2}",
+                cf.tucker2
+            );
             assert!(agrees(cf.cp, max_rank(ConvVariant::Cp, &g)), "cp {g:?}");
-            assert!(agrees(cf.tucker2_below_hf, max_rank_tucker2_below_hf(&g)), "{g:?}");
+            assert!(
+                agrees(cf.tucker2_below_hf, max_rank_tucker2_below_hf(&g)),
+                "{g:?}"
+            );
             // The stricter bounds are never above the exact thresholds.
             assert!(cf.hf_strict <= cf.hf + 1e-9, "hf strict {g:?}");
-            assert!(cf.tucker2_strict <= cf.tucker2 + 1e-9, "tucker2 strict {g:?}");
+            assert!(
+                cf.tucker2_strict <= cf.tucker2 + 1e-9,
+                "tucker2 strict {g:?}"
+            );
             assert!(largest_integer_below(cf.hf_strict) <= hf);
             assert!(largest_integer_below(cf.tucker2_strict) <= tucker2);
         }

@@ -75,6 +75,6 @@ pub fn pointwise<const N: usize>(x: Tensor<N>, w: Tensor<2>) -> Tensor<N> {
     let [c_out, c_in] = w.dims();
     let mut shape = vec![c_out, c_in];
     shape.extend(core::iter::repeat_n(1, d));
-    let w = w.reshape::<N, _>(shape);
+    let w = w.reshape::<N, _>(burn::tensor::Shape::from(shape));
     conv_nd(x, w, &vec![1; d], &vec![(0, 0); d], &vec![1; d], 1)
 }

@@ -54,6 +54,7 @@ pub fn cp(up: Tensor<2>, down: Tensor<2>, spatial: &[Tensor<2>], scale: f64) -> 
     let kv = s.dims()[1];
     // VS[r, s, k] = V[s, r] S[r, k]
     let vs = down.transpose().reshape([r, c, 1]) * s.reshape([r, 1, kv]);
-    up.matmul(vs.reshape([r, c * kv])).mul_scalar(scale)
+    up.matmul(vs.reshape([r, c * kv]))
+        .mul_scalar(scale)
         .reshape([t, c * kv])
 }

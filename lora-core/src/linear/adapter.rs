@@ -3,9 +3,9 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
+use crate::Result;
 use crate::adapter::{Adapter, AdapterSpec};
 use crate::init::{input_factor, zero_factor};
-use crate::Result;
 
 /// The low-rank update of a `Linear` weight: `scale · down · up`.
 ///
