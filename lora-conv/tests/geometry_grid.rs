@@ -7,7 +7,7 @@
 //! Grouped convs (groups 2, depthwise) have no exact bypass form: there the bypass must refuse,
 //! and merge must equal the weight-space output. Tolerance: 1e-4 relative to max(|y|, 1).
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use burn::module::Module;
 use burn::nn::conv::{Conv1dConfig, Conv2dConfig, Conv3dConfig};

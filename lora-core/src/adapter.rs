@@ -4,7 +4,7 @@
 //! An adapter is a burn [`Module`] holding trainable factors. It only has to say what its
 //! scaled update `scale·ΔW` is ([`Adapter::delta_weight`]); everything else (the effective
 //! weight `W + scale·ΔW`, merge, unmerge, records, autodiff, `materialize()`) is written once,
-//! in [`LoraParam`] and [`crate::merge`], on top of that one method.
+//! in [`LoraParam`] and [`crate::merge()`], on top of that one method.
 
 use burn::module::{Module, ModuleDisplay, Param, ParamId, Reparameterization};
 use burn::tensor::{Device, Int, Tensor};
@@ -118,7 +118,7 @@ impl AdapterSpec {
 /// The reparameterization attached to every adapted weight: `W_eff = W + gate·scale·ΔW`.
 ///
 /// `gate` is `1 - merged`. While unmerged the base holds the pretrained `W` and the update is
-/// added on the fly; once [`crate::merge`] has folded the update into the base, `merged` is 1 and
+/// added on the fly; once [`crate::merge()`] has folded the update into the base, `merged` is 1 and
 /// the base is used as is. `merged` is an integer parameter, so it travels in records with the
 /// base it describes (a record saved after merging loads back merged) and is never trained or
 /// counted by `num_params`.

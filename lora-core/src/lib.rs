@@ -5,10 +5,10 @@
 //!
 //! LoRA (Hu et al. 2021, arXiv 2106.09685) freezes a weight `W` and learns a low-rank update:
 //! `W' = W + (alpha/r)·ΔW`. Here every adapter type implements [`Adapter`], whose one real job is
-//! [`Adapter::delta_weight`]; [`attach`] puts adapters on the parameters a [`LoraConfig`]
+//! [`Adapter::delta_weight`]; [`attach()`] puts adapters on the parameters a [`LoraConfig`]
 //! selects, through burn's `Module::apply_reparameterization`, so records, optimizers,
 //! autodiff and `materialize()` work unchanged and the model code does not change.
-//! [`merge`] and [`unmerge`] fold the update into the base and take it out again.
+//! [`merge()`] and [`unmerge()`] fold the update into the base and take it out again.
 //!
 //! Linear LoRA comes in two forward modes with the same parameters: weight-space (attach to any
 //! `Linear`) and bypass ([`LoraLinear`]). Convolutional adapters live in `lora-conv`.

@@ -17,7 +17,7 @@ use lora_core::{DeviceSpec, LinearFactory, LoraConfig, attach, merge, param_coun
 #[derive(Parser, Debug)]
 #[command(about = "Linear LoRA recovers a low-rank perturbation of a frozen MLP")]
 struct Args {
-    /// cpu, wgpu[:N] or cuda[:N].
+    /// `cpu`, `wgpu[:N]` or `cuda[:N]`.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: DeviceSpec,
     /// Adam steps.
