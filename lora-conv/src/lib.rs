@@ -19,7 +19,7 @@
 //! straight from the formulas above.
 //!
 //! Each adapter runs in two forms with the same parameters: weight-space (attach to any model
-//! through [`lora_core::attach`] with a [`ConvFactory`]; exact for every geometry, groups
+//! through [`lora_core::attach()`] with a [`ConvFactory`]; exact for every geometry, groups
 //! included) and bypass ([`LoraConv`], `base(x) + branch(x)`; refused for grouped convs).
 //!
 //! ```

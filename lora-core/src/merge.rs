@@ -94,7 +94,7 @@ impl ModuleVisitor for AdapterFinder {
 
 /// Fold every adapter's update into its base weight.
 ///
-/// The adapters stay attached (gated off), so [`unmerge`] can take the update out again.
+/// The adapters stay attached (gated off), so [`unmerge()`] can take the update out again.
 /// For inference without adapters at all, use burn's `model.valid().materialize()`.
 ///
 /// # Errors
