@@ -85,6 +85,16 @@ pub struct AdapterSpec {
 }
 
 impl AdapterSpec {
+    /// Rank and alpha with standard `alpha/r` scaling and Kaiming-uniform init.
+    pub fn new(rank: usize, alpha: f64) -> Self {
+        Self {
+            rank,
+            alpha,
+            scaling: Scaling::Standard,
+            init: FactorInit::KaimingUniform,
+        }
+    }
+
     /// The scale this spec gives.
     pub fn scale(&self) -> f64 {
         self.scaling.scale(self.alpha, self.rank)
@@ -138,6 +148,26 @@ impl<A: Adapter> LoraParam<A> {
             adapter,
             merged: Param::initialized(ParamId::new(), merged),
         }
+    }
+
+    /// Wrap an adapter with a given merge state (for code that rebuilds adapted weights, such
+    /// as 2D -> 3D inflation).
+    pub fn with_state(adapter: A, merged: bool, device: &Device) -> Self {
+        let flag = Tensor::<1, Int>::from_data([i64::from(merged)], device);
+        Self {
+            adapter,
+            merged: Param::initialized(ParamId::new(), flag),
+        }
+    }
+
+    /// Whether the update is folded into the base.
+    pub fn is_merged(&self) -> bool {
+        self.merged
+            .val()
+            .into_data()
+            .iter::<i64>()
+            .next()
+            .is_some_and(|v| v != 0)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use burn::module::{Module, ModuleVisitor, Param, Reparameterizer};
+use burn::module::{Module, ModuleVisitor, Param, ParamId, Reparameterizer};
 use burn::tensor::{Device, Tensor};
 
 use crate::adapter::{Adapter, AdapterSpec, LoraParam};
@@ -66,6 +66,8 @@ pub struct ParamInfo {
     pub shape: Vec<usize>,
     /// Whether a reparameterization is attached to it.
     pub reparameterized: bool,
+    /// The parameter's id (kept by `map`, `materialize` and records).
+    pub id: ParamId,
     device: Device,
 }
 
@@ -111,6 +113,7 @@ impl ModuleVisitor for Scanner {
                 path: self.path.join("."),
                 shape: param.lazy_shape().to_vec(),
                 reparameterized: false,
+                id: param.id,
                 device: param.lazy_device(),
             });
         }

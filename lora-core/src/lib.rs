@@ -52,5 +52,5 @@ pub use config::LoraConfig;
 pub use device::DeviceSpec;
 pub use error::{LoraError, Result};
 pub use linear::{LinearAdapter, LoraLinear, LoraLinearConfig};
-pub use merge::{AdaptedParam, adapted_params, has_adapters, merge, unmerge};
+pub use merge::{AdaptedParam, adapted_params, has_adapters, merge, strip, unmerge};
 pub use params::{ParamCounts, param_counts};

@@ -161,6 +161,32 @@ pub fn unmerge<M: Module>(model: &M) -> Result<M> {
     }))
 }
 
+/// The model without its adapters: every adapted weight goes back to its pretrained base
+/// (unmerging first if the updates are merged) and loses its reparameterization. Parameter ids
+/// are kept. Use it to put fresh adapters on a model, or to drop a trained adapter; use
+/// `model.materialize()` instead to keep the update folded in.
+///
+/// # Errors
+/// [`LoraError::NoAdapters`]; [`LoraError::NotMerged`] if some updates are merged and others
+/// are not (nothing is changed then).
+pub fn strip<M: Module>(model: &M) -> Result<M> {
+    let adapted = adapted_params(model);
+    if adapted.is_empty() {
+        return Err(LoraError::NoAdapters);
+    }
+    let base = if adapted.iter().any(|a| a.merged) {
+        unmerge(model)?
+    } else {
+        model.clone()
+    };
+    // Gate every update off, then fold: the effective value is the base.
+    let gated = base.map(&mut Rewrite {
+        flag: 1,
+        ..Rewrite::new(&adapted)
+    });
+    Ok(gated.materialize())
+}
+
 /// `now − (twice − now)` for tensors of any rank, type-erased as `Tensor<D>`.
 fn subtract_delta(now: &(dyn Any + Send), twice: Box<dyn Any + Send>) -> Box<dyn Any + Send> {
     macro_rules! try_rank {
