@@ -35,6 +35,26 @@ pub fn largest_rank_below(limit: usize, count: impl Fn(usize) -> usize) -> usize
     lo
 }
 
+/// The largest rank an adapter of `variant` accepts on this geometry (what its constructor
+/// checks): `min(t, c·K)` for HF, `min(t, c)` for Tucker-2, and for CP the product of every
+/// kernel mode but the largest (the generic bound on tensor rank).
+pub fn rank_limit(variant: ConvVariant, geometry: &ConvGeometry) -> usize {
+    let (t, c, k) = (
+        geometry.out_channels,
+        geometry.in_per_group(),
+        geometry.kernel_volume(),
+    );
+    match variant {
+        ConvVariant::Hf => t.min(c * k),
+        ConvVariant::Tucker2 => t.min(c),
+        ConvVariant::Cp => {
+            let shape = geometry.weight_shape();
+            let largest = shape.iter().copied().max().unwrap_or(1).max(1);
+            shape.iter().product::<usize>() / largest
+        }
+    }
+}
+
 /// The largest rank at which `variant` has strictly fewer parameters than the full kernel.
 /// No cap at `min(s, t)`.
 pub fn max_rank(variant: ConvVariant, geometry: &ConvGeometry) -> usize {

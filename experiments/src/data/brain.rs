@@ -1,0 +1,338 @@
+//! The 3-D task: cubic patches of the Colin27 T1, labelled by the lobe of the AAL region at
+//! their centre, trained on the left hemisphere and tested on the right.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::nifti::{Volume, read_volume};
+use super::{Images, Result, format_error, read, require};
+
+/// The lobe classes.
+pub const LOBES: [&str; 7] = [
+    "frontal",
+    "parietal",
+    "temporal",
+    "occipital",
+    "cerebellum",
+    "subcortical",
+    "insula/cingulate",
+];
+
+/// The lobe (index into [`LOBES`]) of an AAL region name, or `None` for a name this mapping
+/// does not know.
+///
+/// Central and medial regions follow the usual AAL lobe groupings: precentral, Rolandic
+/// operculum, supplementary motor area, olfactory, gyrus rectus and paracentral lobule are
+/// frontal; postcentral, supramarginal, angular and precuneus are parietal; Heschl, fusiform,
+/// hippocampus, parahippocampal and amygdala are temporal; calcarine, cuneus and lingual are
+/// occipital; the vermis is cerebellum; caudate, putamen, pallidum and thalamus are
+/// subcortical.
+pub fn lobe_of(name: &str) -> Option<usize> {
+    let starts = |prefixes: &[&str]| prefixes.iter().any(|p| name.starts_with(p));
+    if starts(&["Insula", "Cingulum"]) {
+        Some(6)
+    } else if starts(&[
+        "Precentral",
+        "Frontal",
+        "Rolandic",
+        "Supp_Motor",
+        "Olfactory",
+        "Rectus",
+        "Paracentral",
+    ]) {
+        Some(0)
+    } else if starts(&[
+        "Postcentral",
+        "Parietal",
+        "SupraMarginal",
+        "Angular",
+        "Precuneus",
+    ]) {
+        Some(1)
+    } else if starts(&[
+        "Temporal",
+        "Heschl",
+        "Fusiform",
+        "Hippocampus",
+        "ParaHippocampal",
+        "Amygdala",
+    ]) {
+        Some(2)
+    } else if starts(&["Calcarine", "Cuneus", "Lingual", "Occipital"]) {
+        Some(3)
+    } else if starts(&["Cerebelum", "Vermis"]) {
+        Some(4)
+    } else if starts(&["Caudate", "Putamen", "Pallidum", "Thalamus"]) {
+        Some(5)
+    } else {
+        None
+    }
+}
+
+/// Parse `aal.nii.txt` (`index name colour` per line) into index -> lobe.
+///
+/// # Errors
+/// A malformed line or a region name with no lobe.
+pub fn read_lobes(path: &Path) -> Result<HashMap<u32, usize>> {
+    let text = String::from_utf8_lossy(&read(path)?).into_owned();
+    let mut map = HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut parts = line.split_whitespace();
+        let (Some(index), Some(name)) = (parts.next(), parts.next()) else {
+            return Err(format_error(path, format!("bad line `{line}`")));
+        };
+        let index: u32 = index
+            .parse()
+            .map_err(|_| format_error(path, format!("bad region index in `{line}`")))?;
+        let lobe = lobe_of(name)
+            .ok_or_else(|| format_error(path, format!("region `{name}` has no lobe")))?;
+        map.insert(index, lobe);
+    }
+    Ok(map)
+}
+
+/// Which side of the midline a patch lies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Entirely at world x < 0 (left, in RAS/MNI space).
+    Left,
+    /// Entirely at world x > 0.
+    Right,
+    /// Touches or crosses x = 0: dropped, so that no voxel is in both splits.
+    Midline,
+}
+
+/// The side of a patch whose voxels span world x in `[x_min, x_max]`.
+pub fn side(x_min: f32, x_max: f32) -> Side {
+    if x_max < 0.0 {
+        Side::Left
+    } else if x_min > 0.0 {
+        Side::Right
+    } else {
+        Side::Midline
+    }
+}
+
+/// How patches are cut.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PatchConfig {
+    /// Patch side in resampled voxels.
+    pub size: usize,
+    /// Resampling factor (2: 2 mm voxels from the 1 mm template, by block averaging).
+    pub factor: usize,
+    /// Distance between patch centres, in resampled voxels.
+    pub stride: usize,
+}
+
+/// Patches of one hemisphere: `[d, h, w] = [z, y, x]`, z-scored with the training statistics.
+#[derive(Debug, Clone)]
+pub struct BrainSplit {
+    /// Left-hemisphere patches (training).
+    pub train: Images,
+    /// Right-hemisphere patches (test).
+    pub test: Images,
+    /// Patches dropped because they touch the midline.
+    pub dropped_midline: usize,
+}
+
+/// Load the T1 and the atlas from `data_dir/mri` and cut the patches.
+///
+/// # Errors
+/// Missing files (with the fetch command), malformed files, or volumes on different grids.
+pub fn load(data_dir: &Path, config: &PatchConfig) -> Result<BrainSplit> {
+    let dir = data_dir.join("mri");
+    let t1_path = require(data_dir, dir.join("ch2.nii.gz"))?;
+    let atlas_path = require(data_dir, dir.join("aal.nii.gz"))?;
+    let names = require(data_dir, dir.join("aal.nii.txt"))?;
+    let t1 = read_volume(&t1_path)?;
+    let atlas = read_volume(&atlas_path)?;
+    if t1.dims != atlas.dims {
+        return Err(format_error(
+            &atlas_path,
+            format!(
+                "atlas grid {:?} differs from the T1 grid {:?}",
+                atlas.dims, t1.dims
+            ),
+        ));
+    }
+    let lobes = read_lobes(&names)?;
+    Ok(patches(&t1, &atlas, &lobes, config))
+}
+
+/// Cut labelled patches from a T1 volume and an atlas on the same grid.
+pub fn patches(
+    t1: &Volume,
+    atlas: &Volume,
+    lobes: &HashMap<u32, usize>,
+    config: &PatchConfig,
+) -> BrainSplit {
+    let f = config.factor.max(1);
+    let small = resample(t1, f);
+    let [nx, ny, nz] = [t1.dims[0] / f, t1.dims[1] / f, t1.dims[2] / f];
+    let p = config.size;
+    let half = p / 2;
+    let mut left = (Vec::new(), Vec::new());
+    let mut right = (Vec::new(), Vec::new());
+    let mut dropped = 0;
+    let stride = config.stride.max(1);
+    for cz in (half..=nz.saturating_sub(p - half)).step_by(stride) {
+        for cy in (half..=ny.saturating_sub(p - half)).step_by(stride) {
+            for cx in (half..=nx.saturating_sub(p - half)).step_by(stride) {
+                // The centre voxel of the patch, on the atlas grid.
+                let label = atlas.at(cx * f, cy * f, cz * f).round();
+                let Some(&lobe) = (label > 0.0).then(|| lobes.get(&(label as u32))).flatten()
+                else {
+                    continue;
+                };
+                let x0 = (cx - half) * f;
+                let x1 = (cx - half + p) * f - 1;
+                let side = side(t1.world(x0, 0, 0)[0], t1.world(x1, 0, 0)[0]);
+                let target = match side {
+                    Side::Left => &mut left,
+                    Side::Right => &mut right,
+                    Side::Midline => {
+                        dropped += 1;
+                        continue;
+                    }
+                };
+                for z in cz - half..cz - half + p {
+                    for y in cy - half..cy - half + p {
+                        let row = (z * ny + y) * nx;
+                        target
+                            .0
+                            .extend_from_slice(&small[row + cx - half..row + cx - half + p]);
+                    }
+                }
+                target.1.push(lobe);
+            }
+        }
+    }
+    // z-score with the training (left) statistics.
+    let n = left.0.len().max(1) as f64;
+    let mean = left.0.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = left
+        .0
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let std = var.sqrt().max(1e-6);
+    let norm = |v: Vec<f32>| -> Vec<f32> {
+        v.into_iter()
+            .map(|x| ((f64::from(x) - mean) / std) as f32)
+            .collect()
+    };
+    let images = |(pixels, labels): (Vec<f32>, Vec<usize>)| Images {
+        pixels: norm(pixels),
+        dims: vec![p, p, p],
+        labels,
+    };
+    BrainSplit {
+        train: images(left),
+        test: images(right),
+        dropped_midline: dropped,
+    }
+}
+
+/// Block-average a volume by `f` along each axis (x fastest in and out).
+fn resample(v: &Volume, f: usize) -> Vec<f32> {
+    let [nx, ny, nz] = [v.dims[0] / f, v.dims[1] / f, v.dims[2] / f];
+    let mut out = Vec::with_capacity(nx * ny * nz);
+    let scale = 1.0 / (f * f * f) as f32;
+    for z in 0..nz {
+        for y in 0..ny {
+            for x in 0..nx {
+                let mut sum = 0.0;
+                for dz in 0..f {
+                    for dy in 0..f {
+                        for dx in 0..f {
+                            sum += v.at(x * f + dx, y * f + dy, z * f + dz);
+                        }
+                    }
+                }
+                out.push(sum * scale);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lobe_mapping() {
+        let cases = [
+            ("Precentral_L", 0),
+            ("Frontal_Inf_Orb_R", 0),
+            ("Paracentral_Lobule_L", 0),
+            ("Postcentral_R", 1),
+            ("Precuneus_L", 1),
+            ("Temporal_Pole_Mid_R", 2),
+            ("Hippocampus_L", 2),
+            ("Calcarine_R", 3),
+            ("Cerebelum_Crus1_L", 4),
+            ("Vermis_4_5", 4),
+            ("Thalamus_R", 5),
+            ("Insula_L", 6),
+            ("Cingulum_Post_R", 6),
+        ];
+        for (name, lobe) in cases {
+            assert_eq!(lobe_of(name), Some(lobe), "{name}");
+        }
+        assert_eq!(lobe_of("White_Matter"), None);
+    }
+
+    #[test]
+    fn hemisphere_split_and_midline_filter() {
+        assert_eq!(side(-10.0, -1.0), Side::Left);
+        assert_eq!(side(1.0, 9.0), Side::Right);
+        assert_eq!(side(-1.0, 0.0), Side::Midline);
+        assert_eq!(side(0.0, 3.0), Side::Midline);
+        assert_eq!(side(-3.0, 3.0), Side::Midline);
+
+        // A 12x4x4 volume with world x = voxel x - 6: patches of 2 with stride 2 have centres at
+        // x = 1, 3, 5, 7, 9, 11 (voxels x-1..x). The atlas labels everything region 1, except
+        // x = 9 which is background. Patches 1, 3 are left (x in -6..-3), 5 spans -2..-1 (left),
+        // 7 spans 0..1 (midline: dropped), 9 is background, 11 spans 4..5 (right).
+        let dims = [12, 4, 4];
+        let n = 12 * 4 * 4;
+        let affine = [
+            [1.0, 0.0, 0.0, -6.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ];
+        let t1 = Volume {
+            dims,
+            data: (0..n).map(|i| (i % 12) as f32).collect(),
+            affine,
+        };
+        let atlas = Volume {
+            dims,
+            data: (0..n)
+                .map(|i| if i % 12 == 9 { 0.0 } else { 1.0 })
+                .collect(),
+            affine,
+        };
+        let lobes = HashMap::from([(1, 3)]);
+        let config = PatchConfig {
+            size: 2,
+            factor: 1,
+            stride: 2,
+        };
+        let split = patches(&t1, &atlas, &lobes, &config);
+        // Per x-centre there are 2x2 (y, z) centres, each a patch.
+        assert_eq!(split.train.len(), 3 * 4);
+        assert_eq!(split.test.len(), 4);
+        assert_eq!(split.dropped_midline, 4);
+        assert!(split.train.labels.iter().all(|&l| l == 3));
+        // No test voxel comes from x < 6 (world x < 0): the raw values of the test patch are
+        // x = 10, 11, so after z-scoring they exceed every training value.
+        let max_train = split.train.pixels.iter().copied().fold(f32::MIN, f32::max);
+        let min_test = split.test.pixels.iter().copied().fold(f32::MAX, f32::min);
+        assert!(min_test > max_train);
+    }
+}

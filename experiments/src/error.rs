@@ -1,0 +1,44 @@
+//! The experiments' error type.
+
+use thiserror::Error;
+
+use crate::data::DataError;
+
+/// Anything that stops an experiment.
+#[derive(Debug, Error)]
+pub enum ExpError {
+    /// Data missing or malformed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// An adapter could not be built or attached.
+    #[error(transparent)]
+    Lora(#[from] lora_core::LoraError),
+    /// Inflation failed.
+    #[error(transparent)]
+    Inflate(#[from] lora_3d::InflateError),
+    /// Writing results failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being written.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A checkpoint could not be read or written.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// `Result` with [`ExpError`].
+pub type Result<T> = std::result::Result<T, ExpError>;
+
+/// Attach a description to an I/O error.
+pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExpError {
+    let what = what.into();
+    move |source| ExpError::Io { what, source }
+}

