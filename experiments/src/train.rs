@@ -214,3 +214,60 @@ mod tests {
         assert!((got - (a + b) / 2.0).abs() < 1e-6);
     }
 }
+
+/// What a run is, for its [`Run`](crate::report::Run) record.
+#[derive(Debug, Clone)]
+pub struct RunSpec<'a> {
+    /// Task name.
+    pub task: &'a str,
+    /// Method name.
+    pub method: String,
+    /// Rank.
+    pub rank: Option<usize>,
+    /// Forward mode.
+    pub forward: Option<&'a str>,
+    /// Whether to score with balanced accuracy.
+    pub balanced: bool,
+}
+
+/// Train `model` on `train_set`, score it on `test_set`, and record the run: parameter counts
+/// (trainable as `Module::train` restores them), wall time and peak memory.
+pub fn one_run<const N: usize, M: Classifier<N>>(
+    model: M,
+    spec: &RunSpec<'_>,
+    train_set: &Images,
+    test_set: &Images,
+    config: &TrainConfig,
+    device: &Device,
+) -> crate::report::Run {
+    let counts = lora_core::param_counts(&model);
+    reset_peak_memory();
+    let label = format!(
+        "{} {} r{} s{}",
+        spec.task,
+        spec.method,
+        spec.rank.map_or("-".into(), |r| r.to_string()),
+        config.seed
+    );
+    let (model, seconds) = train::<N, M>(model, train_set, config, device, &label);
+    let peak = peak_memory_bytes();
+    let pred = predict::<N, M>(&model, test_set, device);
+    let score = if spec.balanced {
+        balanced_accuracy(&pred, &test_set.labels)
+    } else {
+        accuracy(&pred, &test_set.labels)
+    };
+    crate::report::Run {
+        task: spec.task.to_string(),
+        method: spec.method.clone(),
+        rank: spec.rank,
+        forward: spec.forward.map(str::to_string),
+        seed: config.seed,
+        train_examples: train_set.len(),
+        trainable_params: counts.trainable,
+        total_params: counts.total,
+        test_accuracy: score,
+        train_seconds: seconds,
+        peak_memory_bytes: peak,
+    }
+}

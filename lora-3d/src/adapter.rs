@@ -77,8 +77,9 @@ pub fn inflate_adapter(
                     Tensor::<2>::ones([depth, r], &device).div_scalar(depth as f64)
                 }
             };
-            let mut spatial =
-                vec![Param::initialized(ParamId::new(), factor).set_require_grad(trainable)];
+            let mut spatial = vec![
+                Param::initialized(ParamId::new(), factor.detach()).set_require_grad(trainable),
+            ];
             spatial.extend(a.spatial);
             Ok(AnyAdapter::Cp(CpAdapter {
                 spatial,
@@ -103,6 +104,7 @@ fn inflate_flat(
         let kernel = flat.detach().reshape(Shape::new([a, c, kh, kw]));
         inflate_checked(kernel, depth, mode)
             .reshape([a, c * depth * kh * kw])
+            .detach()
             .set_require_grad(require_grad)
     })
 }

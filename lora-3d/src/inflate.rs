@@ -117,7 +117,7 @@ impl Inflation {
         }
         let (depth, mode) = (self.options.depth, self.options.mode);
         let trainable = self.trainable.contains(&param.id);
-        let kernel = inflate_checked(param.base().detach(), depth, mode);
+        let kernel = inflate_checked(param.base().detach(), depth, mode).detach();
         Ok(Param::initialized(param.id, kernel).set_require_grad(trainable))
     }
 

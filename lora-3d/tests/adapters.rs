@@ -191,3 +191,32 @@ fn fresh_3d_adapters_on_an_inflated_base() {
         assert_eq!(param_counts(&adapted).trainable, want, "{variant:?}");
     }
 }
+
+/// Inflation on an autodiff device gives leaf parameters: a training step runs, and the
+/// gradients reach the inflated adapters (including CP's new depth factor) and nothing frozen.
+#[test]
+fn inflated_models_train_on_autodiff() {
+    use burn::optim::{AdamConfig, GradientsParams};
+    let device = Device::flex().autodiff();
+    for variant in VARIANTS {
+        let (_, net2d) = adapted(0, variant, &device);
+        let net3d = inflate(net2d, &InflateOptions::new(3)).unwrap();
+        let before = net3d.c2.weight.val();
+        let base_before = net3d.c2.weight.base();
+        let x = volume(2, &device);
+        let loss = net3d.forward(x.clone()).powi_scalar(2).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &net3d);
+        let mut optim = AdamConfig::new().init();
+        let stepped = optim.step(1e-2, net3d, grads);
+        let changed = (stepped.c2.weight.val() - before)
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(
+            changed > 0.0,
+            "{variant:?}: the adapted weight did not move"
+        );
+        // The frozen base did not move.
+        assert_close(stepped.c2.weight.base(), base_before, 0.0, "frozen base");
+    }
+}

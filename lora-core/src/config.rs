@@ -147,3 +147,15 @@ impl CompiledConfig {
             .chain(self.trainable.iter())
     }
 }
+
+impl LoraConfig {
+    /// The rank, alpha, scaling and init this config gives the weight at `path`, after
+    /// `rank_pattern` and `alpha_pattern` (the first matching pattern wins). It does not check
+    /// that `path` is a target.
+    ///
+    /// # Errors
+    /// [`LoraError::InvalidPattern`](crate::LoraError::InvalidPattern) for a bad regex.
+    pub fn spec_for(&self, path: &str) -> crate::Result<AdapterSpec> {
+        Ok(CompiledConfig::new(self)?.spec(path))
+    }
+}
