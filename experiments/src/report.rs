@@ -100,10 +100,12 @@ impl Group<'_> {
     }
 }
 
+/// Task order, method order and name, rank, forward mode.
+type GroupKey = (usize, String, String, Option<usize>, Option<String>);
+
 /// Group the runs.
 pub fn groups(runs: &[Run]) -> Vec<Group<'_>> {
-    let mut map: BTreeMap<(usize, String, String, Option<usize>, Option<String>), Vec<&Run>> =
-        BTreeMap::new();
+    let mut map: BTreeMap<GroupKey, Vec<&Run>> = BTreeMap::new();
     let mut task_order: Vec<&str> = Vec::new();
     let mut method_order: Vec<&str> = Vec::new();
     for run in runs {

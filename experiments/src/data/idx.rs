@@ -118,7 +118,7 @@ mod tests {
         assert_eq!(set.pixels[5], 50.0 / 255.0);
 
         // A truncated file and a label count mismatch are errors.
-        std::fs::write(&labels, &write_idx(&[3], &[1, 2, 3])).unwrap();
+        std::fs::write(&labels, write_idx(&[3], &[1, 2, 3])).unwrap();
         assert!(read_images(&images, &labels).is_err());
         std::fs::write(&labels, &write_idx(&[2], &[1, 2])[..9]).unwrap();
         let err = read_idx(&labels).unwrap_err().to_string();

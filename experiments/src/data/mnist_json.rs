@@ -23,7 +23,7 @@ pub fn read_digits(data_dir: &Path, dir: &Path) -> Result<Images> {
         let path = require(data_dir, dir.join(format!("{digit}.json")))?;
         let file: DigitFile = serde_json::from_slice(&read(&path)?)
             .map_err(|e| format_error(&path, format!("bad JSON: {e}")))?;
-        if file.data.len() % 784 != 0 {
+        if !file.data.len().is_multiple_of(784) {
             return Err(format_error(
                 &path,
                 format!(
