@@ -154,7 +154,7 @@ impl LoraConfig {
     /// that `path` is a target.
     ///
     /// # Errors
-    /// [`LoraError::InvalidPattern`](crate::LoraError::InvalidPattern) for a bad regex.
+    /// [`crate::LoraError::InvalidPattern`] for a bad regex.
     pub fn spec_for(&self, path: &str) -> crate::Result<AdapterSpec> {
         Ok(CompiledConfig::new(self)?.spec(path))
     }
