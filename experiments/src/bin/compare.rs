@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use experiments::cli::parse_device;
+use experiments::cli::{parse_device, run_experiment};
 use experiments::compare::{Plan, default_out, run};
-use experiments::train::track_memory;
 use lora_core::DeviceSpec;
 
 #[derive(Parser, Debug)]
@@ -35,28 +34,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let device = match args.device.device() {
-        Ok(d) => d.autodiff(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    track_memory(matches!(args.device, DeviceSpec::Cpu));
     let plan = Plan::new(args.quick, args.seeds);
-    let out = args.out.unwrap_or_else(default_out);
-    match run(&plan, &args.data, &out, &args.device.to_string(), &device) {
-        Ok(results) => {
-            println!(
-                "{} runs; report: {}",
-                results.runs.len(),
-                out.join("report.md").display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let out = args.out.clone().unwrap_or_else(|| default_out());
+    run_experiment(&args.device, &out, |device| {
+        run(&plan, &args.data, &out, &args.device.to_string(), device)
+    })
 }
