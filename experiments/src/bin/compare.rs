@@ -35,7 +35,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let plan = Plan::new(args.quick, args.seeds);
-    let out = args.out.clone().unwrap_or_else(|| default_out());
+    let out = args.out.clone().unwrap_or_else(default_out);
     run_experiment(&args.device, &out, |device| {
         run(&plan, &args.data, &out, &args.device.to_string(), device)
     })
