@@ -1,5 +1,7 @@
 //! Command-line pieces shared by the binaries.
 
+use std::path::PathBuf;
+
 use lora_core::DeviceSpec;
 
 /// Parse `--device` (`cpu`, `wgpu[:N]`, `cuda[:N]`) for clap.
@@ -41,4 +43,24 @@ pub fn run_experiment(
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The arguments both experiment binaries take.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// `cpu`, `wgpu[:N]` or `cuda[:N]`.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceSpec,
+    /// A small smoke configuration (minutes on 2 CPU cores).
+    #[arg(long)]
+    pub quick: bool,
+    /// Data dir, as filled by scripts/fetch-data.sh.
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Output dir (results.json, report.md, plots); `results/<binary>` by default.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seeds per configuration.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
 }

@@ -165,22 +165,15 @@ fn normalise(mut images: Images) -> Images {
     images
 }
 
-/// Fashion-MNIST train and test sets.
+/// One Fashion-MNIST split (`train` or `t10k`), normalised.
 ///
 /// # Errors
 /// Missing or malformed files.
-pub fn load_fashion(data: &Path) -> Result<(Images, Images)> {
+pub fn load_fashion(data: &Path, split: &str) -> Result<Images> {
     let dir = data.join("fashion-mnist");
-    let file = |name: &str| require(data, dir.join(name));
-    let train = read_images(
-        &file("train-images-idx3-ubyte.gz")?,
-        &file("train-labels-idx1-ubyte.gz")?,
-    )?;
-    let test = read_images(
-        &file("t10k-images-idx3-ubyte.gz")?,
-        &file("t10k-labels-idx1-ubyte.gz")?,
-    )?;
-    Ok((normalise(train), normalise(test)))
+    let file = |kind: &str| require(data, dir.join(format!("{split}-{kind}.gz")));
+    let set = read_images(&file("images-idx3-ubyte")?, &file("labels-idx1-ubyte")?)?;
+    Ok(normalise(set))
 }
 
 /// MNIST train and test splits (stratified, seed 0).
@@ -209,7 +202,7 @@ pub fn pretrained(
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     let path = out.join(format!("pretrained-{hash:016x}.bin"));
-    let (fashion, fashion_test) = load_fashion(data)?;
+    let fashion_test = load_fashion(data, "t10k")?;
     let test = fashion_test
         .select(&(0..plan.pretrain_test_examples.min(fashion_test.len())).collect::<Vec<_>>());
     device.seed(plan.pretrain.seed);
@@ -225,6 +218,8 @@ pub fn pretrained(
                 .map_err(|e| checkpoint(format!("{e:?}")))?;
         (fresh.load_record(record), true)
     } else {
+        // The 60k training images are read only when there is no checkpoint to load.
+        let fashion = load_fashion(data, "train")?;
         let (subset, _) = stratified(&fashion.labels, plan.pretrain_examples, 0, 0);
         let subset = fashion.select(&subset);
         let (model, _) = train::<4, _>(

@@ -5,7 +5,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 use lora_conv::functional::rank_limit;
 use lora_conv::{ConvFactory, ConvGeometry, ConvVariant, LoraConv, conv_config};
-use lora_core::{AdapterSpec, LoraConfig, attach};
+use lora_core::{LoraConfig, attach};
 
 use crate::error::Result;
 use crate::model::{Block, Cnn};
@@ -74,6 +74,13 @@ pub fn with_bypass(
     rank: usize,
     device: &Device,
 ) -> Result<Cnn<LoraConv<Conv2d>>> {
+    // The same per-layer rank and alpha as the weight-space form.
+    let geometries: Vec<ConvGeometry> = model
+        .blocks
+        .iter()
+        .map(|b| lora_conv::ConvLayer::geometry(&b.conv))
+        .collect();
+    let config = adapter_config(variant, rank, &geometries, "blocks\\.");
     let head = model.head;
     let blocks = model
         .blocks
@@ -81,12 +88,7 @@ pub fn with_bypass(
         .enumerate()
         .map(|(i, b)| {
             let path = format!("blocks.{i}.conv.weight");
-            let geometry = lora_conv::ConvLayer::geometry(&b.conv);
-            let spec = AdapterSpec::new(rank.min(rank_limit(variant, &geometry)), 0.0);
-            let spec = AdapterSpec {
-                alpha: spec.rank as f64,
-                ..spec
-            };
+            let spec = config.spec_for(&path)?;
             Ok(Block {
                 conv: LoraConv::wrap(&path, b.conv, variant, &spec, 0.0, device)?,
                 norm: freeze(b.norm),

@@ -100,8 +100,8 @@ impl Group<'_> {
     }
 }
 
-/// Task order, method order and name, rank, forward mode.
-type GroupKey = (usize, String, String, Option<usize>, Option<String>);
+/// Task order, method order, rank, forward mode.
+type GroupKey = (usize, usize, Option<usize>, Option<String>);
 
 /// Group the runs.
 pub fn groups(runs: &[Run]) -> Vec<Group<'_>> {
@@ -120,15 +120,9 @@ pub fn groups(runs: &[Run]) -> Vec<Group<'_>> {
             .iter()
             .position(|m| *m == run.method)
             .unwrap_or(0);
-        map.entry((
-            t,
-            format!("{m:03}"),
-            run.method.clone(),
-            run.rank,
-            run.forward.clone(),
-        ))
-        .or_default()
-        .push(run);
+        map.entry((t, m, run.rank, run.forward.clone()))
+            .or_default()
+            .push(run);
     }
     map.into_values()
         .map(|runs| Group {

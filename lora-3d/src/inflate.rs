@@ -155,7 +155,7 @@ impl Inflation {
             pending: std::mem::take(&mut self.pending),
         };
         // Only ids present in the 3D model can be re-attached: check before mapping.
-        let present: Vec<ParamId> = scan(&model).into_iter().map(|p| p.id).collect();
+        let present: HashSet<ParamId> = scan(&model).into_iter().map(|p| p.id).collect();
         let mut lost: Vec<String> = attach
             .pending
             .keys()

@@ -143,11 +143,7 @@ pub struct LoraParam<A: Adapter> {
 impl<A: Adapter> LoraParam<A> {
     /// Wrap a freshly built adapter (unmerged); `device` is where the adapted weight lives.
     pub fn new(adapter: A, device: &Device) -> Self {
-        let merged = Tensor::<1, Int>::zeros([1], device);
-        Self {
-            adapter,
-            merged: Param::initialized(ParamId::new(), merged),
-        }
+        Self::with_state(adapter, false, device)
     }
 
     /// Wrap an adapter with a given merge state (for code that rebuilds adapted weights, such
@@ -162,13 +158,17 @@ impl<A: Adapter> LoraParam<A> {
 
     /// Whether the update is folded into the base.
     pub fn is_merged(&self) -> bool {
-        self.merged
-            .val()
-            .into_data()
-            .iter::<i64>()
-            .next()
-            .is_some_and(|v| v != 0)
+        flag_is_set(&self.merged)
     }
+}
+
+/// Whether a `[1]` integer flag parameter (such as [`LoraParam::merged`]) is non-zero.
+pub(crate) fn flag_is_set<const D: usize>(flag: &Param<Tensor<D, Int>>) -> bool {
+    flag.val()
+        .into_data()
+        .iter::<i64>()
+        .next()
+        .is_some_and(|v| v != 0)
 }
 
 impl<A: Adapter> Reparameterization for LoraParam<A> {

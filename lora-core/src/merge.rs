@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Int, Tensor};
 
+use crate::adapter::flag_is_set;
 use crate::{LoraError, Result};
 
 /// An adapted weight of a model.
@@ -86,8 +87,7 @@ impl ModuleVisitor for AdapterFinder {
             && self.path.last().is_some_and(|n| n == "merged")
             && let Some(found) = self.found.last_mut()
         {
-            let value = param.val().into_data().iter::<i64>().next().unwrap_or(0);
-            found.merged = value != 0;
+            found.merged = flag_is_set(param);
         }
     }
 }

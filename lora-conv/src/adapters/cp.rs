@@ -8,7 +8,8 @@ use lora_core::{Adapter, AdapterSpec, FactorInit, Result};
 
 use crate::adapters::{check_kernel, kernel_parts};
 use crate::functional::conv::{conv_nd, pointwise};
-use crate::functional::recompose;
+use crate::functional::{kernel_rank_limit, recompose};
+use crate::variant::ConvVariant;
 
 /// `ΔK[t, s, i_1..i_d] = Σ_r U[t, r] · V[s, r] · Π_j F_j[i_j, r]`: `r` rank-one terms, one
 /// factor per mode of the kernel.
@@ -53,12 +54,10 @@ impl CpAdapter {
     /// Rank 0 or above that cap, non-finite alpha, or a shape that is no conv kernel.
     pub fn new(path: &str, shape: &[usize], spec: &AdapterSpec, device: &Device) -> Result<Self> {
         let (t, c, _) = kernel_parts(path, shape)?;
-        let product: usize = shape.iter().product();
-        let largest = shape.iter().copied().max().unwrap_or(1).max(1);
         spec.check(
             path,
             shape,
-            product / largest,
+            kernel_rank_limit(ConvVariant::Cp, shape),
             "product of all modes but the largest",
         )?;
         check_kernel(path, shape)?;

@@ -7,7 +7,8 @@ use lora_core::{Adapter, AdapterSpec, Result};
 
 use crate::adapters::{check_kernel, kernel_parts};
 use crate::functional::conv::{conv_nd, pointwise};
-use crate::functional::recompose;
+use crate::functional::{kernel_rank_limit, recompose};
+use crate::variant::ConvVariant;
 
 /// `ΔK[t, s, k..] = Σ_r up[t, r] · down[r, s, k..]`.
 ///
@@ -41,7 +42,8 @@ impl HfAdapter {
     /// each error names `path`.
     pub fn new(path: &str, shape: &[usize], spec: &AdapterSpec, device: &Device) -> Result<Self> {
         let (t, c, k) = kernel_parts(path, shape)?;
-        spec.check(path, shape, t.min(c * k), "min(out, in/groups·K)")?;
+        let limit = kernel_rank_limit(ConvVariant::Hf, shape);
+        spec.check(path, shape, limit, "min(out, in/groups·K)")?;
         check_kernel(path, shape)?;
         Ok(Self {
             down: input_factor([spec.rank, c * k], c * k, spec, device),

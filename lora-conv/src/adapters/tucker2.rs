@@ -7,7 +7,8 @@ use lora_core::{Adapter, AdapterSpec, Result};
 
 use crate::adapters::{check_kernel, kernel_parts};
 use crate::functional::conv::{conv_nd, pointwise};
-use crate::functional::recompose;
+use crate::functional::{kernel_rank_limit, recompose};
+use crate::variant::ConvVariant;
 
 /// `ΔK[t, s, k..] = Σ_p Σ_q up[t, p] · mid[p, q, k..] · down[q, s]`: a 1x1 down conv s/g -> r,
 /// a kxk mid conv r -> r with the base's stride, padding and dilation, and a 1x1 up conv
@@ -44,7 +45,8 @@ impl Tucker2Adapter {
     /// Rank 0 or above `min(t, s/g)`, non-finite alpha, or a shape that is no conv kernel.
     pub fn new(path: &str, shape: &[usize], spec: &AdapterSpec, device: &Device) -> Result<Self> {
         let (t, c, k) = kernel_parts(path, shape)?;
-        spec.check(path, shape, t.min(c), "min(out, in/groups)")?;
+        let limit = kernel_rank_limit(ConvVariant::Tucker2, shape);
+        spec.check(path, shape, limit, "min(out, in/groups)")?;
         check_kernel(path, shape)?;
         let r = spec.rank;
         Ok(Self {

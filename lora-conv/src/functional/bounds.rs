@@ -36,19 +36,23 @@ pub fn largest_rank_below(limit: usize, count: impl Fn(usize) -> usize) -> usize
 }
 
 /// The largest rank an adapter of `variant` accepts on this geometry (what its constructor
-/// checks): `min(t, c·K)` for HF, `min(t, c)` for Tucker-2, and for CP the product of every
-/// kernel mode but the largest (the generic bound on tensor rank).
+/// checks): see [`kernel_rank_limit`].
 pub fn rank_limit(variant: ConvVariant, geometry: &ConvGeometry) -> usize {
-    let (t, c, k) = (
-        geometry.out_channels,
-        geometry.in_per_group(),
-        geometry.kernel_volume(),
-    );
+    kernel_rank_limit(variant, &geometry.weight_shape())
+}
+
+/// The largest rank an adapter of `variant` accepts on a kernel of shape `[t, s/g, k..]`:
+/// `min(t, (s/g)·K)` for HF, `min(t, s/g)` for Tucker-2, and for CP the product of every mode
+/// but the largest (the generic bound on tensor rank). 0 for a shape with fewer than two axes.
+pub fn kernel_rank_limit(variant: ConvVariant, shape: &[usize]) -> usize {
+    let [t, c, kernel @ ..] = shape else {
+        return 0;
+    };
+    let k: usize = kernel.iter().product();
     match variant {
-        ConvVariant::Hf => t.min(c * k),
-        ConvVariant::Tucker2 => t.min(c),
+        ConvVariant::Hf => (*t).min(c * k),
+        ConvVariant::Tucker2 => (*t).min(*c),
         ConvVariant::Cp => {
-            let shape = geometry.weight_shape();
             let largest = shape.iter().copied().max().unwrap_or(1).max(1);
             shape.iter().product::<usize>() / largest
         }

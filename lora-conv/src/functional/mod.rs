@@ -6,5 +6,7 @@ pub mod conv;
 pub mod count;
 pub mod recompose;
 
-pub use bounds::{ClosedForm, closed_form, max_rank, max_rank_tucker2_below_hf, rank_limit};
+pub use bounds::{
+    ClosedForm, closed_form, kernel_rank_limit, max_rank, max_rank_tucker2_below_hf, rank_limit,
+};
 pub use count::{full_count, param_count};
