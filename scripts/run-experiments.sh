@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/fetch-data.sh data
 # The same feature set as the test command, so the two share one build of burn.
-cargo build --workspace --features lora-core/wgpu --bins
+# `--tests` makes cargo resolve features exactly as `cargo test` does (dev-dependencies
+# unified), so this reuses the test build instead of compiling burn a second time.
+cargo build --workspace --features lora-core/wgpu --bins --tests
 BIN="${CARGO_TARGET_DIR:-target}/debug"
 OUT="${LORA_RESULTS:-results}"
 "$BIN/compare" --data data --out "$OUT/compare" "$@"
