@@ -1,8 +1,11 @@
 //! Command-line pieces shared by the binaries.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lora_core::DeviceSpec;
+
+use crate::compare::plan::Overrides;
+use crate::record::Shard;
 
 /// Parse `--device` (`cpu`, `wgpu[:N]`, `cuda[:N]`) for clap.
 ///
@@ -12,14 +15,33 @@ pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
     s.parse::<DeviceSpec>().map_err(|e| e.to_string())
 }
 
+/// A list of positive integers, `32-32-64` or `32,32,64`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct List(pub Vec<usize>);
+
+/// Parse a [`List`] for clap.
+///
+/// # Errors
+/// A message naming the bad item.
+pub fn parse_list(s: &str) -> Result<List, String> {
+    s.split([',', '-'])
+        .map(|item| {
+            item.trim().parse::<usize>().map_err(|_| {
+                format!("`{item}` in `{s}` is not a whole number (e.g. 32-32-64-64-128)")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(List)
+}
+
 /// The shared `main` of the experiment binaries: resolve the device (training on its autodiff
 /// form), track process memory only on the CPU, run, and print where the report is. Errors
-/// (missing data with its fetch command, a backend not compiled in) go to stderr with a
-/// non-zero exit, never a panic.
+/// (bad input, missing data with its fetch command, a backend not compiled in) go to stderr
+/// with a non-zero exit, never a panic.
 pub fn run_experiment(
     spec: &DeviceSpec,
-    out: &std::path::Path,
-    run: impl FnOnce(&burn::tensor::Device) -> crate::error::Result<crate::report::Results>,
+    out: &Path,
+    run: impl FnOnce(&burn::tensor::Device) -> crate::error::Result<()>,
 ) -> std::process::ExitCode {
     let device = match spec.device() {
         Ok(d) => d.autodiff(),
@@ -30,12 +52,8 @@ pub fn run_experiment(
     };
     crate::train::track_memory(matches!(spec, DeviceSpec::Cpu));
     match run(&device) {
-        Ok(results) => {
-            println!(
-                "{} runs; report: {}",
-                results.runs.len(),
-                out.join("report.md").display()
-            );
+        Ok(()) => {
+            println!("report: {}", out.join("report.md").display());
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
@@ -57,10 +75,70 @@ pub struct CommonArgs {
     /// Data dir, as filled by scripts/fetch-data.sh.
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// Output dir (results.json, report.md, plots); `results/<binary>` by default.
+    /// Output dir (runs.jsonl, results.json, report.md, plots); `results/<binary>` by default.
+    /// A rerun with the same dir skips the runs already in its runs.jsonl.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Seeds per configuration.
-    #[arg(long, default_value_t = 3)]
-    pub seeds: usize,
+    /// Seeds per configuration, paired across methods [default: 5; 2 with --quick].
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Run slice I (0-based) of N of the plan, e.g. `--shard 2/8`; merge the shards' output
+    /// dirs with the `report` subcommand of `compare`.
+    #[arg(long, default_value = "0/1")]
+    pub shard: Shard,
+    /// Conv widths, e.g. `32-32-64-64-128` (the default profile's).
+    #[arg(long, value_parser = parse_list)]
+    pub widths: Option<List>,
+    /// 1-based indices of the convs followed by a 2x2 max pool, e.g. `1,3`.
+    #[arg(long, value_parser = parse_list)]
+    pub pool_after: Option<List>,
+    /// Pretraining epochs on Fashion-MNIST.
+    #[arg(long)]
+    pub pretrain_epochs: Option<usize>,
+    /// Fine-tuning budget in optimizer steps, the same for every method.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Fine-tuning batch size.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Adapter ranks, e.g. `1,4,16`.
+    #[arg(long, value_parser = parse_list)]
+    pub ranks: Option<List>,
+    /// Also run each adapter variant with the batch norms' gamma and beta trainable.
+    #[arg(long)]
+    pub train_bn: bool,
+    /// Where the pretrained checkpoint is cached [default: the output dir for `compare`,
+    /// results/compare for `inflate3d`]. Point shards at one shared dir to pretrain once.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// The plan overrides the flags ask for.
+    ///
+    /// # Errors
+    /// A 0 in `--pool-after` (indices are 1-based).
+    pub fn overrides(&self) -> Result<Overrides, String> {
+        let pool_after = match &self.pool_after {
+            Some(List(p)) => Some(
+                p.iter()
+                    .map(|&i| {
+                        i.checked_sub(1)
+                            .ok_or_else(|| "--pool-after: conv indices are 1-based".to_string())
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        Ok(Overrides {
+            widths: self.widths.as_ref().map(|l| l.0.clone()),
+            pool_after,
+            pretrain_epochs: self.pretrain_epochs,
+            steps: self.steps,
+            batch: self.batch,
+            seeds: self.seeds,
+            ranks: self.ranks.as_ref().map(|l| l.0.clone()),
+            train_norm: self.train_bn,
+        })
+    }
 }

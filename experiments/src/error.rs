@@ -24,6 +24,9 @@ pub enum ExpError {
         /// The error.
         source: std::io::Error,
     },
+    /// Bad input: a flag, a data file or an output dir that cannot work, found before training.
+    #[error("{0}")]
+    Input(String),
     /// A checkpoint could not be read or written.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {

@@ -20,5 +20,7 @@ pub mod error;
 pub mod inflate3d;
 pub mod methods;
 pub mod model;
+pub mod record;
 pub mod report;
+pub mod stats;
 pub mod train;

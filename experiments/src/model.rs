@@ -10,10 +10,10 @@ use burn::nn::{
 use burn::tensor::{Device, Tensor};
 use lora_3d::{Inflate, Inflation, PerSlice};
 use lora_conv::{ConvGeometry, LoraConv};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The shape of the CNN: conv widths, and after which convs a 2x2 max pool follows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CnnConfig {
     /// Output channels of each 3x3 conv.
     pub widths: Vec<usize>,
@@ -34,6 +34,40 @@ impl CnnConfig {
             in_channels: 1,
             classes,
         }
+    }
+
+    /// Parameters of the network itself: conv weights and biases, batch-norm gamma and beta, the
+    /// head. No adapters and no buffers (batch-norm running statistics).
+    pub fn base_params(&self) -> usize {
+        let convs: usize = self
+            .channels()
+            .iter()
+            .map(|(i, o)| i * o * 9 + o + 2 * o)
+            .sum();
+        let features = self.widths.last().copied().unwrap_or(self.in_channels);
+        convs + features * self.classes + self.classes
+    }
+
+    /// Check the shape: at least one conv, no zero width, pool indices among the convs.
+    ///
+    /// # Errors
+    /// A message naming the bad value.
+    pub fn check(&self) -> Result<(), String> {
+        if self.widths.is_empty() || self.widths.contains(&0) {
+            return Err(format!(
+                "--widths {:?}: give one or more positive conv widths, e.g. 32,32,64,64,128",
+                self.widths
+            ));
+        }
+        if let Some(bad) = self.pool_after.iter().find(|&&p| p >= self.widths.len()) {
+            return Err(format!(
+                "--pool-after {}: there are only {} convs (1-based indices 1..={})",
+                bad + 1,
+                self.widths.len(),
+                self.widths.len()
+            ));
+        }
+        Ok(())
     }
 
     /// `(in, out)` channels of each conv.
@@ -252,6 +286,14 @@ mod tests {
     fn inflated_cnn_matches_the_2d_cnn() {
         let device = Device::flex();
         let config = CnnConfig::vgg([4, 4, 8, 8, 8], 3);
+        // No buffers and no adapters in the base count: total minus the running statistics.
+        let counts = lora_core::param_counts(&config.init(&device));
+        assert_eq!(config.base_params(), counts.total - 2 * (4 + 4 + 8 + 8 + 8));
+        let reference = CnnConfig {
+            pool_after: vec![0, 2],
+            ..CnnConfig::vgg([32, 32, 64, 64, 128], 10)
+        };
+        assert_eq!(reference.base_params(), 140_778);
         let cnn = config.init(&device);
         let cnn3d = inflate(cnn.clone(), &InflateOptions::new(3)).unwrap();
         let x = Tensor::<5>::random([2, 1, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);

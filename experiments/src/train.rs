@@ -34,19 +34,6 @@ impl Classifier<5> for Cnn3d {
     }
 }
 
-/// Optimisation settings of one run.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct TrainConfig {
-    /// Passes over the training set.
-    pub epochs: usize,
-    /// Examples per step.
-    pub batch_size: usize,
-    /// Adam learning rate (constant).
-    pub lr: f64,
-    /// Seed for the data order.
-    pub seed: u64,
-}
-
 /// A batch of examples as `[B, 1, dims..]` and their labels.
 ///
 /// # Panics
@@ -85,39 +72,211 @@ pub fn progress(steps: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Train `model` (on an autodiff device) with Adam; returns the model and the wall time.
+/// Optimisation settings of one run, counted in optimizer steps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TrainConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Examples per step (capped at the training-set size).
+    pub batch_size: usize,
+    /// Adam learning rate (constant).
+    pub lr: f64,
+    /// Seed of the data order.
+    pub seed: u64,
+    /// Evaluation periods: the training loss is averaged and the validation accuracy measured
+    /// at the end of each of `evals` equal slices of the steps.
+    pub evals: usize,
+}
+
+/// How validation is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Fraction correct.
+    Accuracy,
+    /// Mean per-class recall.
+    Balanced,
+}
+
+impl Metric {
+    /// Score predictions.
+    pub fn score(self, pred: &[usize], labels: &[usize]) -> f64 {
+        match self {
+            Metric::Accuracy => accuracy(pred, labels),
+            Metric::Balanced => balanced_accuracy(pred, labels),
+        }
+    }
+}
+
+/// Batches of a fixed size from seeded epochs: each epoch is a fresh permutation of the
+/// examples, and a remainder smaller than a batch is dropped, so every step sees a full batch.
+/// The same seed gives the same sequence, whatever model it feeds.
+#[derive(Debug)]
+pub struct Batches {
+    order: Vec<usize>,
+    pos: usize,
+    batch: usize,
+    rng: StdRng,
+}
+
+impl Batches {
+    /// Batches of `batch` (at most `n`) indices out of `0..n`.
+    pub fn new(n: usize, batch: usize, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        Self {
+            order,
+            pos: 0,
+            batch: batch.min(n).max(1),
+            rng,
+        }
+    }
+
+    /// The next batch.
+    pub fn next_batch(&mut self) -> &[usize] {
+        if self.pos + self.batch > self.order.len() {
+            self.order.shuffle(&mut self.rng);
+            self.pos = 0;
+        }
+        let out = &self.order[self.pos..self.pos + self.batch];
+        self.pos += self.batch;
+        out
+    }
+}
+
+/// What [`train`] returns.
+#[derive(Debug)]
+pub struct Trained<M> {
+    /// The checkpoint with the best validation score (the last one without validation data).
+    pub model: M,
+    /// Mean training loss of each evaluation period.
+    pub loss_curve: Vec<f64>,
+    /// Validation score at the end of each period (empty without validation data).
+    pub val_curve: Vec<f64>,
+    /// The step at the end of each period.
+    pub eval_steps: Vec<usize>,
+    /// Validation score of the returned checkpoint (`NaN` without validation data).
+    pub val_score: f64,
+    /// Step of the returned checkpoint.
+    pub best_step: usize,
+    /// Steps actually taken (fewer when the run diverged).
+    pub steps_done: usize,
+    /// Whether a NaN or infinite loss stopped the run.
+    pub diverged: bool,
+    /// Training wall time, evaluation excluded, with the device synced before each clock read.
+    pub seconds: f64,
+}
+
+/// Train `model` (on an autodiff device) with Adam for `config.steps` steps. At the end of each
+/// evaluation period the mean loss is read (a NaN or infinite one stops the run as diverged)
+/// and, given validation data, the model is scored on it in inference mode; the best checkpoint
+/// is kept (early stopping by checkpoint selection: the step budget stays the same for every
+/// method).
 ///
 /// Batch norm layers whose `training` flag is on use batch statistics and update their running
 /// statistics, whether or not their affine parameters are trainable.
 pub fn train<const N: usize, M: Classifier<N>>(
-    mut model: M,
+    model: M,
     data: &Images,
+    val: Option<(&Images, Metric)>,
     config: &TrainConfig,
     device: &Device,
     what: &str,
-) -> (M, f64) {
-    let n = data.len();
-    let steps_per_epoch = n.div_ceil(config.batch_size.max(1));
-    let bar = progress((steps_per_epoch * config.epochs) as u64, what);
+) -> Trained<M> {
+    let bar = progress(config.steps as u64, what);
     let mut optim = AdamConfig::new().init();
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let start = Instant::now();
-    let mut order: Vec<usize> = (0..n).collect();
-    for _ in 0..config.epochs {
-        order.shuffle(&mut rng);
-        for chunk in order.chunks(config.batch_size.max(1)) {
-            if chunk.len() < 2 {
-                continue; // batch norm needs two examples
+    let mut batches = Batches::new(data.len(), config.batch_size, config.seed);
+    let period = config.steps.div_ceil(config.evals.max(1)).max(1);
+    let mut out = Trained {
+        model: model.clone(),
+        loss_curve: Vec::new(),
+        val_curve: Vec::new(),
+        eval_steps: Vec::new(),
+        val_score: f64::NAN,
+        best_step: 0,
+        steps_done: 0,
+        diverged: false,
+        seconds: 0.0,
+    };
+    let mut model = model;
+    let mut best = f64::NEG_INFINITY;
+    let _ = device.sync();
+    let mut clock = Instant::now();
+    let mut loss_sum: Option<Tensor<1>> = None;
+    let mut in_period = 0usize;
+    for step in 1..=config.steps {
+        let (x, y) = batch::<N>(data, batches.next_batch(), device);
+        let loss = cross_entropy(model.logits(x), y);
+        let detached = loss.clone().detach();
+        loss_sum = Some(match loss_sum {
+            Some(s) => s + detached,
+            None => detached,
+        });
+        in_period += 1;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(config.lr, model, grads);
+        bar.inc(1);
+        if step % period == 0 || step == config.steps {
+            let mean = loss_sum
+                .take()
+                .map_or(f64::NAN, |s| f64::from(s.into_scalar::<f32>()))
+                / in_period as f64;
+            let _ = device.sync();
+            out.seconds += clock.elapsed().as_secs_f64();
+            out.steps_done = step;
+            in_period = 0;
+            out.loss_curve.push(mean);
+            out.eval_steps.push(step);
+            if !mean.is_finite() {
+                out.diverged = true;
+                break;
             }
-            let (x, y) = batch::<N>(data, chunk, device);
-            let loss = cross_entropy(model.logits(x), y);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(config.lr, model, grads);
-            bar.inc(1);
+            match val {
+                Some((set, metric)) => {
+                    let score = metric.score(&predict::<N, M>(&model, set, device), &set.labels);
+                    out.val_curve.push(score);
+                    if score > best {
+                        best = score;
+                        out.val_score = score;
+                        out.best_step = step;
+                        out.model = model.clone();
+                    }
+                }
+                None => {
+                    out.best_step = step;
+                    out.model = model.clone();
+                }
+            }
+            let _ = device.sync();
+            clock = Instant::now();
         }
     }
     bar.finish_and_clear();
-    (model, start.elapsed().as_secs_f64())
+    out
+}
+
+/// Recall per class `0..classes` (`NaN` for a class absent from `labels`) and the confusion
+/// matrix `[true][predicted]`.
+pub fn confusion(pred: &[usize], labels: &[usize], classes: usize) -> (Vec<f64>, Vec<Vec<usize>>) {
+    let mut matrix = vec![vec![0usize; classes]; classes];
+    for (&p, &l) in pred.iter().zip(labels) {
+        if p < classes && l < classes {
+            matrix[l][p] += 1;
+        }
+    }
+    let recall = matrix
+        .iter()
+        .enumerate()
+        .map(|(c, row)| {
+            let total: usize = row.iter().sum();
+            if total == 0 {
+                f64::NAN
+            } else {
+                row[c] as f64 / total as f64
+            }
+        })
+        .collect();
+    (recall, matrix)
 }
 
 /// Predicted classes for every example (inference mode: batch norm uses running statistics).
@@ -204,6 +363,92 @@ mod tests {
     }
 
     #[test]
+    fn batches_are_full_seeded_and_cover_each_epoch() {
+        let mut a = Batches::new(10, 4, 7);
+        let mut b = Batches::new(10, 4, 7);
+        let first: Vec<Vec<usize>> = (0..2).map(|_| a.next_batch().to_vec()).collect();
+        let again: Vec<Vec<usize>> = (0..2).map(|_| b.next_batch().to_vec()).collect();
+        assert_eq!(first, again, "same seed, same order");
+        let mut seen: Vec<usize> = first.concat();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 8, "no repeat within an epoch");
+        // The third batch starts a new epoch (2 left over are dropped): still full.
+        assert_eq!(a.next_batch().len(), 4);
+        assert_ne!(Batches::new(10, 4, 8).next_batch(), &first[0][..]);
+        assert_eq!(Batches::new(3, 64, 0).next_batch().len(), 3);
+    }
+
+    fn tiny_set(n: usize, value: f32) -> Images {
+        Images {
+            pixels: (0..n * 64).map(|i| value * (i % 7) as f32).collect(),
+            dims: vec![8, 8],
+            labels: (0..n).map(|i| i % 3).collect(),
+        }
+    }
+
+    /// A NaN loss (NaN pixels) stops the run at the end of the first evaluation period and
+    /// marks it diverged; finite data runs the whole budget.
+    #[test]
+    fn nan_loss_stops_the_run_as_diverged() {
+        let device = Device::flex().autodiff();
+        device.seed(1);
+        let cnn = crate::model::CnnConfig::vgg([2, 2, 2, 2, 2], 3);
+        let config = TrainConfig {
+            steps: 6,
+            batch_size: 4,
+            lr: 1e-2,
+            seed: 0,
+            evals: 3,
+        };
+        let val = tiny_set(6, 0.1);
+        let val = Some((&val, Metric::Accuracy));
+        let bad = train::<4, _>(
+            cnn.init(&device),
+            &tiny_set(8, f32::NAN),
+            val,
+            &config,
+            &device,
+            "t",
+        );
+        assert!(bad.diverged);
+        assert_eq!(bad.steps_done, 2);
+        assert_eq!(bad.loss_curve.len(), 1);
+        assert!(bad.loss_curve[0].is_nan());
+        let good = train::<4, _>(
+            cnn.init(&device),
+            &tiny_set(8, 0.1),
+            val,
+            &config,
+            &device,
+            "t",
+        );
+        assert!(!good.diverged);
+        assert_eq!(good.steps_done, 6);
+        assert_eq!(good.eval_steps, vec![2, 4, 6]);
+        assert!(good.loss_curve.iter().all(|l| l.is_finite()));
+        // The returned checkpoint is the best on validation (the first best on ties).
+        let best = good
+            .val_curve
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        let at = good.val_curve.iter().position(|&v| v == best).unwrap();
+        assert_eq!(good.best_step, good.eval_steps[at]);
+        assert_eq!(good.val_score, best);
+        assert!(good.seconds > 0.0);
+    }
+
+    #[test]
+    fn confusion_and_recall() {
+        let (recall, m) = confusion(&[0, 1, 1, 2], &[0, 1, 2, 2], 4);
+        assert_eq!(m[2], vec![0, 1, 1, 0]);
+        assert_eq!(m[0][0], 1);
+        assert_eq!(&recall[..3], &[1.0, 1.0, 0.5]);
+        assert!(recall[3].is_nan());
+    }
+
+    #[test]
     fn cross_entropy_matches_the_formula() {
         let device = Device::flex();
         let logits = Tensor::<2>::from_data([[1.0f32, 2.0, 3.0], [0.0, 0.0, 0.0]], &device);
@@ -212,62 +457,5 @@ mod tests {
         let a = -(3.0f32.exp() / (1.0f32.exp() + 2.0f32.exp() + 3.0f32.exp())).ln();
         let b = 3.0f32.ln();
         assert!((got - (a + b) / 2.0).abs() < 1e-6);
-    }
-}
-
-/// What a run is, for its [`Run`](crate::report::Run) record.
-#[derive(Debug, Clone)]
-pub struct RunSpec<'a> {
-    /// Task name.
-    pub task: &'a str,
-    /// Method name.
-    pub method: String,
-    /// Rank.
-    pub rank: Option<usize>,
-    /// Forward mode.
-    pub forward: Option<&'a str>,
-    /// Whether to score with balanced accuracy.
-    pub balanced: bool,
-}
-
-/// Train `model` on `train_set`, score it on `test_set`, and record the run: parameter counts
-/// (trainable as `Module::train` restores them), wall time and peak memory.
-pub fn one_run<const N: usize, M: Classifier<N>>(
-    model: M,
-    spec: &RunSpec<'_>,
-    train_set: &Images,
-    test_set: &Images,
-    config: &TrainConfig,
-    device: &Device,
-) -> crate::report::Run {
-    let counts = lora_core::param_counts(&model);
-    reset_peak_memory();
-    let label = format!(
-        "{} {} r{} s{}",
-        spec.task,
-        spec.method,
-        spec.rank.map_or("-".into(), |r| r.to_string()),
-        config.seed
-    );
-    let (model, seconds) = train::<N, M>(model, train_set, config, device, &label);
-    let peak = peak_memory_bytes();
-    let pred = predict::<N, M>(&model, test_set, device);
-    let score = if spec.balanced {
-        balanced_accuracy(&pred, &test_set.labels)
-    } else {
-        accuracy(&pred, &test_set.labels)
-    };
-    crate::report::Run {
-        task: spec.task.to_string(),
-        method: spec.method.clone(),
-        rank: spec.rank,
-        forward: spec.forward.map(str::to_string),
-        seed: config.seed,
-        train_examples: train_set.len(),
-        trainable_params: counts.trainable,
-        total_params: counts.total,
-        test_accuracy: score,
-        train_seconds: seconds,
-        peak_memory_bytes: peak,
     }
 }

@@ -1,6 +1,7 @@
-//! Does 2D -> 3D inflation plus conv LoRA pay off on volumes? Brain MRI lobes, left -> right.
+//! Does 2D -> 3D inflation plus conv LoRA pay off on volumes? Brain MRI lobes, left -> mirrored
+//! right hemisphere of one brain.
 //!
-//! `cargo run -p experiments --bin inflate3d -- [--device cpu|wgpu|cuda] [--quick]`
+//! `cargo run -p experiments --bin inflate3d -- [--device cpu|wgpu|cuda] [--quick] [--shard I/N]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,23 +15,36 @@ use experiments::inflate3d::{Plan, run};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// Where the pretrained 2D checkpoint is cached (shared with `compare`).
-    #[arg(long, default_value = "results/compare")]
-    cache: PathBuf,
 }
 
 fn main() -> ExitCode {
-    let Args { common, cache } = Args::parse();
-    let CommonArgs {
-        device,
-        quick,
-        data,
-        out,
-        seeds,
-    } = common;
-    let plan = Plan::new(quick, seeds);
-    let out = out.unwrap_or_else(|| PathBuf::from("results/inflate3d"));
-    run_experiment(&device, &out, |d| {
-        run(&plan, &data, &cache, &out, &device.to_string(), d)
+    let common = Args::parse().common;
+    let overrides = match common.overrides() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let plan = Plan::new(common.quick, &overrides);
+    let out = common
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results/inflate3d"));
+    let cache = common
+        .cache
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results/compare"));
+    let device = common.device;
+    run_experiment(&common.device, &out, |d| {
+        run(
+            &plan,
+            &common.data,
+            &cache,
+            &out,
+            common.shard,
+            &device.to_string(),
+            d,
+        )
     })
 }

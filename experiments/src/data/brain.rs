@@ -104,8 +104,10 @@ pub enum Side {
     Midline,
 }
 
-/// The side of a patch whose voxels span world x in `[x_min, x_max]`.
-pub fn side(x_min: f32, x_max: f32) -> Side {
+/// The side of a patch whose voxels span world x between `a` and `b` (either order: the voxel
+/// x axis may point left or right).
+pub fn side(a: f32, b: f32) -> Side {
+    let (x_min, x_max) = (a.min(b), a.max(b));
     if x_max < 0.0 {
         Side::Left
     } else if x_min > 0.0 {
@@ -116,7 +118,7 @@ pub fn side(x_min: f32, x_max: f32) -> Side {
 }
 
 /// How patches are cut.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PatchConfig {
     /// Patch side in resampled voxels.
     pub size: usize,
@@ -124,6 +126,9 @@ pub struct PatchConfig {
     pub factor: usize,
     /// Distance between patch centres, in resampled voxels.
     pub stride: usize,
+    /// Mirror the right-hemisphere (test) patches along x, so that train and test patches have
+    /// the same orientation (medial on the same side).
+    pub mirror_test: bool,
 }
 
 /// Patches of one hemisphere: `[d, h, w] = [z, y, x]`, z-scored with the training statistics.
@@ -135,6 +140,47 @@ pub struct BrainSplit {
     pub test: Images,
     /// Patches dropped because they touch the midline.
     pub dropped_midline: usize,
+    /// World coordinates (mm) of each training patch's centre voxel.
+    pub train_centres: Vec<[f32; 3]>,
+    /// World coordinates of each test patch's centre voxel, x mirrored (`-x`) when the patches
+    /// are, so that they compare with the training centres.
+    pub test_centres: Vec<[f32; 3]>,
+}
+
+/// Refuse a volume whose orientation makes the hemisphere split ambiguous: the world x axis
+/// (left-right) must run along the voxel x axis alone (no rotation or shear mixing it with y or
+/// z), and the volume must straddle world x = 0.
+///
+/// # Errors
+/// A format error naming the affine.
+pub fn check_orientation(v: &Volume, path: &Path) -> Result<()> {
+    let row = v.affine[0];
+    let along = row[0].abs();
+    let across = row[1].abs().max(row[2].abs());
+    if along == 0.0 || across > 1e-3 * along {
+        return Err(format_error(
+            path,
+            format!(
+                "world x row of the affine is {row:?}: left-right is not the voxel x axis, so \
+                 the hemisphere split would be ambiguous; reslice the volume to an axis-aligned \
+                 (RAS or LAS) grid"
+            ),
+        ));
+    }
+    let (a, b) = (
+        v.world(0, 0, 0)[0],
+        v.world(v.dims[0].saturating_sub(1), 0, 0)[0],
+    );
+    if a.min(b) >= 0.0 || a.max(b) <= 0.0 {
+        return Err(format_error(
+            path,
+            format!(
+                "the volume spans world x {a}..{b} mm, so it does not straddle the midline x = 0; \
+                 the hemisphere split needs a volume in MNI-like coordinates"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Load the T1 and the atlas from `data_dir/mri` and cut the patches.
@@ -147,6 +193,7 @@ pub fn load(data_dir: &Path, config: &PatchConfig) -> Result<BrainSplit> {
     let atlas_path = require(data_dir, dir.join("aal.nii.gz"))?;
     let names = require(data_dir, dir.join("aal.nii.txt"))?;
     let t1 = read_volume(&t1_path)?;
+    check_orientation(&t1, &t1_path)?;
     let atlas = read_volume(&atlas_path)?;
     if t1.dims != atlas.dims {
         return Err(format_error(
@@ -175,6 +222,7 @@ pub fn patches(
     let half = p / 2;
     let mut left = (Vec::new(), Vec::new());
     let mut right = (Vec::new(), Vec::new());
+    let (mut left_centres, mut right_centres) = (Vec::new(), Vec::new());
     let mut dropped = 0;
     let stride = config.stride.max(1);
     for cz in (half..=nz.saturating_sub(p - half)).step_by(stride) {
@@ -189,9 +237,11 @@ pub fn patches(
                 let x0 = (cx - half) * f;
                 let x1 = (cx - half + p) * f - 1;
                 let side = side(t1.world(x0, 0, 0)[0], t1.world(x1, 0, 0)[0]);
-                let target = match side {
-                    Side::Left => &mut left,
-                    Side::Right => &mut right,
+                let centre = t1.world(cx * f, cy * f, cz * f);
+                let mirror = side == Side::Right && config.mirror_test;
+                let (target, centres) = match side {
+                    Side::Left => (&mut left, &mut left_centres),
+                    Side::Right => (&mut right, &mut right_centres),
                     Side::Midline => {
                         dropped += 1;
                         continue;
@@ -200,12 +250,20 @@ pub fn patches(
                 for z in cz - half..cz - half + p {
                     for y in cy - half..cy - half + p {
                         let row = (z * ny + y) * nx;
-                        target
-                            .0
-                            .extend_from_slice(&small[row + cx - half..row + cx - half + p]);
+                        let line = &small[row + cx - half..row + cx - half + p];
+                        if mirror {
+                            target.0.extend(line.iter().rev());
+                        } else {
+                            target.0.extend_from_slice(line);
+                        }
                     }
                 }
                 target.1.push(lobe);
+                centres.push(if mirror {
+                    [-centre[0], centre[1], centre[2]]
+                } else {
+                    centre
+                });
             }
         }
     }
@@ -233,6 +291,8 @@ pub fn patches(
         train: images(left),
         test: images(right),
         dropped_midline: dropped,
+        train_centres: left_centres,
+        test_centres: right_centres,
     }
 }
 
@@ -322,6 +382,7 @@ mod tests {
             size: 2,
             factor: 1,
             stride: 2,
+            mirror_test: false,
         };
         let split = patches(&t1, &atlas, &lobes, &config);
         // Per x-centre there are 2x2 (y, z) centres, each a patch.
@@ -334,5 +395,73 @@ mod tests {
         let max_train = split.train.pixels.iter().copied().fold(f32::MIN, f32::max);
         let min_test = split.test.pixels.iter().copied().fold(f32::MAX, f32::min);
         assert!(min_test > max_train);
+        // Unmirrored, a test patch's x runs 10, 11; mirrored, 11, 10, and its centre's world x
+        // is negated (the centre voxel 11 is world x = 5).
+        assert!(split.test.pixels[0] < split.test.pixels[1]);
+        let mirrored = patches(
+            &t1,
+            &atlas,
+            &lobes,
+            &PatchConfig {
+                mirror_test: true,
+                ..config
+            },
+        );
+        assert_eq!(mirrored.test.pixels[0], split.test.pixels[1]);
+        assert_eq!(mirrored.test.pixels[1], split.test.pixels[0]);
+        assert_eq!(split.test_centres[0][0], 5.0);
+        assert_eq!(mirrored.test_centres[0][0], -5.0);
+        assert_eq!(mirrored.train, split.train);
+        // A reversed voxel x axis gives the same sides (midline patches still dropped).
+        assert_eq!(side(-1.0, -10.0), Side::Left);
+        assert_eq!(side(1.0, -1.0), Side::Midline);
+    }
+
+    #[test]
+    fn ambiguous_orientations_are_refused() {
+        let v = |affine| Volume {
+            dims: [4, 4, 4],
+            data: vec![0.0; 64],
+            affine,
+        };
+        let path = Path::new("t1.nii");
+        let ras = [
+            [1.0, 0.0, 0.0, -2.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ];
+        assert!(check_orientation(&v(ras), path).is_ok());
+        let las = [
+            [-1.0, 0.0, 0.0, 2.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ];
+        assert!(check_orientation(&v(las), path).is_ok());
+        // Left-right along voxel y (a rotated grid), or oblique: refused.
+        let rotated = [
+            [0.0, 1.0, 0.0, -2.0],
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ];
+        let err = check_orientation(&v(rotated), path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ambiguous"), "{err}");
+        let oblique = [
+            [1.0, 0.3, 0.0, -2.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ];
+        assert!(check_orientation(&v(oblique), path).is_err());
+        // All of the volume on one side of x = 0.
+        let shifted = [
+            [1.0, 0.0, 0.0, 5.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ];
+        let err = check_orientation(&v(shifted), path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("midline"), "{err}");
     }
 }
