@@ -5,6 +5,7 @@ use thiserror::Error;
 
 /// What can go wrong when inflating a 2D model, layer, kernel or adapter to 3D.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum InflateError {
     /// The depth kernel size is zero.
     #[error("depth kernel size must be at least 1, got 0")]

@@ -1,5 +1,6 @@
 //! Convolution geometry: what an adapter needs to know about the layer it adapts.
 
+use lora_core::{LoraError, Result};
 use serde::{Deserialize, Serialize};
 
 /// Padding of a convolution, per spatial axis.
@@ -48,6 +49,64 @@ impl ConvGeometry {
         }
     }
 
+    /// Check that this is the geometry of a convolution: 1 to 3 spatial axes, positive channel
+    /// counts, kernel sizes, strides, dilations and groups, groups that divide both channel
+    /// counts, and one stride, dilation and (explicit) padding pair per axis.
+    ///
+    /// The counting and bound functions of [`crate::functional`] do not panic on a geometry
+    /// that fails this check, but their answers mean nothing for it.
+    ///
+    /// # Errors
+    /// [`LoraError::InvalidGeometry`] naming the first offending field and its value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Err(LoraError::InvalidGeometry { reason });
+        let d = self.kernel.len();
+        if !(1..=3).contains(&d) {
+            return bad(format!(
+                "kernel {:?} has {d} spatial axes; a Conv1d/2d/3d kernel has 1 to 3",
+                self.kernel
+            ));
+        }
+        if self.in_channels == 0 || self.out_channels == 0 {
+            return bad(format!(
+                "in_channels {} and out_channels {} must both be positive",
+                self.in_channels, self.out_channels
+            ));
+        }
+        if self.kernel.contains(&0) {
+            return bad(format!("kernel {:?} has a zero-size axis", self.kernel));
+        }
+        if self.groups == 0
+            || !self.in_channels.is_multiple_of(self.groups)
+            || !self.out_channels.is_multiple_of(self.groups)
+        {
+            return bad(format!(
+                "groups {} must be positive and divide in_channels {} and out_channels {}",
+                self.groups, self.in_channels, self.out_channels
+            ));
+        }
+        for (name, values) in [("stride", &self.stride), ("dilation", &self.dilation)] {
+            if values.len() != d {
+                return bad(format!(
+                    "{name} {values:?} has {} entries for a kernel with {d} axes",
+                    values.len()
+                ));
+            }
+            if values.contains(&0) {
+                return bad(format!("{name} {values:?} has a zero entry"));
+            }
+        }
+        if let Padding::Explicit(pairs) = &self.padding
+            && pairs.len() != d
+        {
+            return bad(format!(
+                "padding {pairs:?} has {} pairs for a kernel with {d} axes",
+                pairs.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// Number of spatial axes.
     pub fn dims(&self) -> usize {
         self.kernel.len()
@@ -58,9 +117,11 @@ impl ConvGeometry {
         self.in_channels / self.groups.max(1)
     }
 
-    /// `Π k_j`.
+    /// `Π k_j` (saturating at `usize::MAX`).
     pub fn kernel_volume(&self) -> usize {
-        self.kernel.iter().product()
+        self.kernel
+            .iter()
+            .fold(1usize, |acc, &k| acc.saturating_mul(k))
     }
 
     /// The base kernel's shape `[t, s/g, k_1..k_d]`.
@@ -99,7 +160,10 @@ impl ConvGeometry {
 pub fn same_padding(kernel: usize, stride: usize, size_in: usize) -> (usize, usize) {
     let size_out = size_in.div_ceil(stride.max(1));
     let total = if size_out > 0 {
-        ((size_out - 1) * stride + kernel).saturating_sub(size_in)
+        (size_out - 1)
+            .saturating_mul(stride)
+            .saturating_add(kernel)
+            .saturating_sub(size_in)
     } else {
         0
     };

@@ -33,9 +33,38 @@ fn mismatch(path: &str, expected: Vec<usize>, actual: &[usize]) -> LoraError {
     }
 }
 
+/// The dims of a conv factor `[a, b, k..]` (1 to 3 spatial axes), or an error naming `path`
+/// and the shape.
+fn conv_factor_dims<const N: usize>(path: &str, w: &Tensor<N>) -> Result<Vec<usize>> {
+    let dims = w.dims().to_vec();
+    if !(3..=5).contains(&N) {
+        return Err(LoraError::UnsupportedGeometry {
+            path: path.to_string(),
+            reason: format!(
+                "a conv factor is [a, b, k..] with 1 to 3 spatial axes (3-D to 5-D), got the \
+                 {N}-D shape {dims:?}"
+            ),
+        });
+    }
+    Ok(dims)
+}
+
+/// Refuse a zero rank (an empty factor), naming `path` and the factor's shape.
+fn nonzero_rank(path: &str, rank: usize, shape: &[usize]) -> Result<()> {
+    if rank == 0 {
+        return Err(LoraError::InvalidRank {
+            path: path.to_string(),
+            rank,
+            shape: shape.to_vec(),
+            reason: "the factors hold no component; a rank must be at least 1".to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// `[t, r, 1..]` as `[t, r]`, or an error naming `path`.
 fn pointwise_factor<const N: usize>(path: &str, w: Tensor<N>) -> Result<Tensor<2>> {
-    let dims = w.dims();
+    let dims = conv_factor_dims(path, &w)?;
     if dims[2..].iter().any(|&k| k != 1) {
         let mut expected = dims[..2].to_vec();
         expected.extend(std::iter::repeat_n(1, N - 2));
@@ -48,14 +77,18 @@ impl HfAdapter {
     /// From PEFT's `lora_A`/`lora_B` (or LyCORIS LoCon's `lora_down`/`lora_up`) conv weights.
     ///
     /// # Errors
-    /// [`LoraError::ShapeMismatch`] naming `path` when the two do not fit together.
+    /// [`LoraError::UnsupportedGeometry`] naming `path` for tensors that are not 3- to 5-D,
+    /// [`LoraError::InvalidRank`] for rank 0, [`LoraError::ShapeMismatch`] naming `path` when
+    /// the two do not fit together.
     pub fn from_peft<const N: usize>(
         path: &str,
         lora_a: Tensor<N>,
         lora_b: Tensor<N>,
         scale: f64,
     ) -> Result<Self> {
-        let (a, b) = (lora_a.dims(), lora_b.dims());
+        let a = conv_factor_dims(&format!("{path}.lora_A"), &lora_a)?;
+        let b = conv_factor_dims(&format!("{path}.lora_B"), &lora_b)?;
+        nonzero_rank(path, a[0], &a)?;
         let up = pointwise_factor(&format!("{path}.lora_B"), lora_b)?;
         if b[1] != a[0] {
             return Err(mismatch(&format!("{path}.lora_B"), vec![b[0], a[0]], &b));
@@ -76,7 +109,9 @@ impl Tucker2Adapter {
     /// `lora_up [t, r, 1..]`.
     ///
     /// # Errors
-    /// [`LoraError::ShapeMismatch`] naming `path` when the three do not fit together.
+    /// [`LoraError::UnsupportedGeometry`] naming `path` for tensors that are not 3- to 5-D,
+    /// [`LoraError::InvalidRank`] for rank 0, [`LoraError::ShapeMismatch`] naming `path` when
+    /// the three do not fit together.
     pub fn from_lycoris<const N: usize>(
         path: &str,
         down: Tensor<N>,
@@ -84,8 +119,11 @@ impl Tucker2Adapter {
         up: Tensor<N>,
         scale: f64,
     ) -> Result<Self> {
-        let (d, m, u) = (down.dims(), mid.dims(), up.dims());
+        let d = conv_factor_dims(&format!("{path}.lora_down"), &down)?;
+        let m = conv_factor_dims(&format!("{path}.lora_mid"), &mid)?;
+        let u = conv_factor_dims(&format!("{path}.lora_up"), &up)?;
         let r = d[0];
+        nonzero_rank(path, r, &d)?;
         if m[0] != r || m[1] != r {
             let mut expected = vec![r, r];
             expected.extend_from_slice(&m[2..]);

@@ -3,6 +3,7 @@
 use core::fmt;
 use core::str::FromStr;
 
+use lora_core::LoraError;
 use serde::{Deserialize, Serialize};
 
 /// A conv LoRA variant. Its name picks it from a config or command line (`hf`, `tucker2`, `cp`).
@@ -37,16 +38,21 @@ impl fmt::Display for ConvVariant {
 }
 
 impl FromStr for ConvVariant {
-    type Err = String;
+    type Err = LoraError;
 
+    /// `hf` (or `lora`, `locon`), `tucker2` (or `tucker`), `cp` (or `cpd`); case, `-` and `_`
+    /// are ignored.
+    ///
+    /// # Errors
+    /// [`LoraError::UnknownVariant`] naming the string.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
             "hf" | "lora" | "locon" => Ok(ConvVariant::Hf),
             "tucker2" | "tucker" => Ok(ConvVariant::Tucker2),
             "cp" | "cpd" => Ok(ConvVariant::Cp),
-            _ => Err(format!(
-                "unknown conv variant `{s}`; expected hf, tucker2 or cp"
-            )),
+            _ => Err(LoraError::UnknownVariant {
+                name: s.to_string(),
+            }),
         }
     }
 }

@@ -4,8 +4,13 @@
 //! - weight-space output = bypass output;
 //! - analytic parameter count = counted trainable parameters.
 //!
+//! - merge writes `W + scale·ΔK` into the base and sets the flag; unmerge restores `W` to a few
+//!   ulps and clears it;
+//! - the bypass branch is the convolution of the input with `ΔK` (an independent reference),
+//!   and the bypass module's merge has the kernel `W + scale·ΔK`.
+//!
 //! Grouped convs (groups 2, depthwise) have no exact bypass form: there the bypass must refuse,
-//! and merge must equal the weight-space output. Tolerance: 1e-4 relative to max(|y|, 1).
+//! and merge must equal the weight-space output. Tolerances: see `OUT` and `WEIGHT`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -13,14 +18,26 @@ use burn::module::Module;
 use burn::nn::conv::{Conv1dConfig, Conv2dConfig, Conv3dConfig};
 use burn::nn::{PaddingConfig1d, PaddingConfig2d, PaddingConfig3d};
 use burn::tensor::{Device, Distribution, Tensor};
+use lora_conv::functional::conv::conv_nd;
 use lora_conv::functional::param_count;
 use lora_conv::{AnyAdapter, ConvFactory, ConvLayer, ConvVariant, LoraConv, conv_config};
-use lora_core::testing::{assert_close, randomize_adapters};
+use lora_core::testing::{Tol, assert_close, randomize_adapters};
 use lora_core::{
-    AdapterSpec, FactorInit, LoraError, LoraParam, Scaling, merge, param_counts, unmerge,
+    Adapter, AdapterSpec, FactorInit, LoraError, LoraParam, Scaling, adapted_params, merge,
+    param_counts, unmerge,
 };
 
-const RTOL: f32 = 1e-4;
+/// Outputs: 1e-4 of the largest output magnitude, with an absolute floor of 1e-5.
+const OUT: Tol = Tol {
+    rel: 1e-4,
+    abs: 1e-5,
+};
+/// Kernels computed two ways (merge's materialize vs `W + delta_weight()`): 1e-6 of the
+/// largest magnitude, with an absolute floor of 1e-7.
+const WEIGHT: Tol = Tol {
+    rel: 1e-6,
+    abs: 1e-7,
+};
 
 #[derive(Debug, Clone)]
 enum Pad {
@@ -147,26 +164,54 @@ fn check<C: ConvLayer + WeightAdapter, const N: usize>(
         "{what}: trainable parameters"
     );
 
-    // Merge is exact, and unmerge restores the base.
-    let merged = merge(&ws).unwrap();
-    assert_close(
-        merged.forward_nd(x.clone()),
-        y_ws.clone(),
-        RTOL,
-        &format!("{what}: merged"),
-    );
-    let restored = unmerge(&merged).unwrap();
-    assert_close(
-        restored.forward_nd(x.clone()),
-        y_ws.clone(),
-        RTOL,
-        &format!("{what}: unmerged"),
-    );
-
     let adapter = ws
         .clone()
         .weight_param_adapter()
         .expect("the weight carries an adapter");
+    let w: Tensor<N> = conv.base_weight();
+    let delta: Tensor<N> = adapter.delta_weight::<N>();
+    let magnitude = max_abs(w.clone()).max(max_abs(w.clone() + delta.clone()));
+
+    // Merge writes W + scale·ΔW into the base and sets the flag; the output does not change.
+    let merged = merge(&ws).unwrap();
+    assert!(
+        adapted_params(&merged).iter().all(|a| a.merged),
+        "{what}: merge did not set the merged flag"
+    );
+    assert_close(
+        merged.base_weight(),
+        w.clone() + delta.clone(),
+        WEIGHT,
+        &format!("{what}: merged base = W + scale·ΔW"),
+    );
+    assert_close(
+        merged.forward_nd(x.clone()),
+        y_ws.clone(),
+        OUT,
+        &format!("{what}: merged"),
+    );
+    // Unmerge restores the base to a few ulps of the magnitudes involved and clears the flag.
+    let restored = unmerge(&merged).unwrap();
+    assert!(
+        adapted_params(&restored).iter().all(|a| !a.merged),
+        "{what}: unmerge did not clear the merged flag"
+    );
+    assert_close(
+        restored.base_weight(),
+        w.clone(),
+        Tol {
+            rel: 0.0,
+            abs: 8.0 * f32::EPSILON * magnitude,
+        },
+        &format!("{what}: base after merge and unmerge"),
+    );
+    assert_close(
+        restored.forward_nd(x.clone()),
+        y_ws.clone(),
+        OUT,
+        &format!("{what}: unmerged"),
+    );
+
     let spec = AdapterSpec {
         rank,
         alpha: 2.0,
@@ -184,21 +229,47 @@ fn check<C: ConvLayer + WeightAdapter, const N: usize>(
     let bypass = LoraConv::wrap("conv", conv.clone(), variant, &spec, 0.0, device).unwrap();
     let bypass = LoraConv { adapter, ..bypass };
     let y_bypass = bypass.forward(x.clone());
+    // The branch alone is the convolution of the input with ΔK, with the base's stride,
+    // padding and dilation: an independent reference for the bypass chain.
+    let dims = x.dims();
+    let branch_ref = conv_nd(
+        x.clone(),
+        delta.clone(),
+        &geometry.stride,
+        &geometry.padding_for(&dims[2..]),
+        &geometry.dilation,
+        1,
+    );
+    assert_close(
+        y_bypass.clone() - y_base,
+        branch_ref,
+        OUT,
+        &format!("{what}: bypass branch vs conv with ΔK"),
+    );
     assert_close(
         y_ws.clone(),
         y_bypass.clone(),
-        RTOL,
+        OUT,
         &format!("{what}: weight-space vs bypass"),
     );
-    // merged conv output = base conv output + branch output.
-    let y_merged = bypass.clone().merge().forward_nd(x.clone());
-    let branch = y_bypass.clone() - y_base;
+    // The bypass module's merge is the plain conv with kernel W + scale·ΔW.
+    let folded = bypass.clone().merge();
     assert_close(
-        y_merged,
-        conv.forward_nd(x) + branch,
-        RTOL,
-        &format!("{what}: merged vs base+branch"),
+        folded.base_weight(),
+        w + delta,
+        WEIGHT,
+        &format!("{what}: bypass merge kernel"),
     );
+    assert_close(
+        folded.forward_nd(x),
+        y_bypass,
+        OUT,
+        &format!("{what}: bypass merge output"),
+    );
+}
+
+fn max_abs<const N: usize>(t: Tensor<N>) -> f32 {
+    t.abs().max().into_scalar::<f32>()
 }
 
 fn attach_random<C: ConvLayer>(
@@ -212,9 +283,11 @@ fn attach_random<C: ConvLayer>(
     )
 }
 
-/// Read the adapter attached to a conv's weight.
+/// Read the adapter attached to a conv's weight, and the weight's base value.
 trait WeightAdapter {
     fn weight_param_adapter(self) -> Option<AnyAdapter>;
+    /// The stored kernel (without the adapter's update while unmerged), as a rank-`N` tensor.
+    fn base_weight<const N: usize>(&self) -> Tensor<N>;
 }
 macro_rules! weight_adapter {
     ($($t:ty),*) => {$(
@@ -223,6 +296,11 @@ macro_rules! weight_adapter {
                 self.weight
                     .reparameterization::<LoraParam<AnyAdapter>>()
                     .map(|p| p.adapter.clone())
+            }
+            fn base_weight<const N: usize>(&self) -> Tensor<N> {
+                let w = self.weight.base();
+                let shape = w.shape();
+                w.reshape(shape)
             }
         }
     )*};
@@ -335,41 +413,91 @@ fn bypass_refuses_a_rank_above_the_cap_and_names_the_layer() {
     }
 }
 
+/// On an autodiff device, the weight-space, merged and bypass forms of the same adapter give
+/// the same output, the same gradients for every factor, and no gradient to the base.
 #[test]
 fn forward_modes_agree_under_autodiff_and_only_factors_get_gradients() {
     let device = Device::flex().autodiff();
     device.seed(14);
-    let conv = Conv2dConfig::new([3, 5], [3, 3]).init(&device);
+    let conv = Conv2dConfig::new([3, 5], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 0, 1, 2))
+        .with_stride([2, 1])
+        .init(&device);
+    let spec = AdapterSpec::new(2, 2.0);
     for variant in ConvVariant::ALL {
         let ws = attach_random(
             &conv,
             &conv_config(2, 2.0).with_targets(vec!["weight".into()]),
             variant,
         );
+        let adapter = ws.clone().weight_param_adapter().unwrap();
+        let bypass = LoraConv::wrap("conv", conv.clone(), variant, &spec, 0.0, &device).unwrap();
+        let bypass = LoraConv {
+            adapter: adapter.clone(),
+            ..bypass
+        };
         let x = input::<4>(3, 6, &device);
-        let grads = ws.forward(x).sum().backward();
+        let y_ws = ws.forward(x.clone());
+        // A fixed random cotangent, so that the gradients are not sums over symmetric terms.
+        let cotangent = Tensor::<4>::random(y_ws.shape(), Distribution::Normal(0.0, 1.0), &device);
+        let y_bypass = bypass.forward(x.clone());
+        assert_close(
+            y_bypass.clone(),
+            y_ws.clone(),
+            OUT,
+            &format!("{variant}: bypass vs weight-space under autodiff"),
+        );
+        let merged = merge(&ws).unwrap();
+        assert_close(
+            merged.forward(x.clone()),
+            y_ws.clone(),
+            OUT,
+            &format!("{variant}: merged vs weight-space under autodiff"),
+        );
+
+        let grads_ws = (y_ws * cotangent.clone()).sum().backward();
+        let grads_bypass = (y_bypass * cotangent).sum().backward();
         assert!(
-            ws.weight.base().grad(&grads).is_none(),
+            ws.weight.base().grad(&grads_ws).is_none(),
             "{variant}: base got a gradient"
         );
-        let adapter = ws.clone().weight_param_adapter().unwrap();
-        let n_grads = count_grads(&adapter, &grads);
-        let n_params = adapter.num_params();
-        assert_eq!(n_grads, n_params, "{variant}: every factor gets a gradient");
+        let from_ws = factor_grads(&adapter, &grads_ws);
+        let from_bypass = factor_grads(&adapter, &grads_bypass);
+        let n_params: usize = adapter.num_params();
+        let n_ws: usize = from_ws.iter().map(|g| g.as_ref().map_or(0, Vec::len)).sum();
+        assert_eq!(n_ws, n_params, "{variant}: every factor gets a gradient");
+        for (i, (a, b)) in from_ws.iter().zip(&from_bypass).enumerate() {
+            let (Some(a), Some(b)) = (a, b) else {
+                panic!("{variant}: factor {i} has a gradient in one form only");
+            };
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let diff = a
+                .iter()
+                .zip(b)
+                .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+            let bound = OUT.bound(scale);
+            assert!(
+                diff <= bound,
+                "{variant}: factor {i} gradient differs between forms by {diff:e} > {bound:e}"
+            );
+        }
     }
 }
 
-fn count_grads(adapter: &AnyAdapter, grads: &burn::tensor::Gradients) -> usize {
+/// Each adapter factor's gradient, flattened, in visiting order (`None` when it has none).
+fn factor_grads(adapter: &AnyAdapter, grads: &burn::tensor::Gradients) -> Vec<Option<Vec<f32>>> {
     use burn::module::{ModuleVisitor, Param};
-    struct V<'a>(&'a burn::tensor::Gradients, usize);
+    struct V<'a>(&'a burn::tensor::Gradients, Vec<Option<Vec<f32>>>);
     impl ModuleVisitor for V<'_> {
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            if p.val().grad(self.0).is_some() {
-                self.1 += p.lazy_shape().num_elements();
-            }
+            let grad = p
+                .val()
+                .grad(self.0)
+                .map(|g| g.into_data().try_to_vec::<f32>().unwrap());
+            self.1.push(grad);
         }
     }
-    let mut v = V(grads, 0);
+    let mut v = V(grads, Vec::new());
     adapter.visit(&mut v);
     v.1
 }

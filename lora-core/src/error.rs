@@ -102,6 +102,31 @@ pub enum LoraError {
         /// The file or record it was looked for in.
         source_name: String,
     },
+    /// Merging (or unmerging) would write non-finite values into base weights, as PEFT's
+    /// `safe_merge` checks. Nothing is changed then.
+    #[error(
+        "`{paths:?}`: W ± scale·ΔW has non-finite values (NaN or inf), so the update was not \
+         folded in; the model is unchanged (check the adapter factors and alpha)"
+    )]
+    NonFiniteUpdate {
+        /// Paths of the weights whose merged value would not be finite.
+        paths: Vec<String>,
+    },
+    /// A conv LoRA variant name that is not known.
+    #[error(
+        "unknown conv variant `{name}`; expected hf, tucker2 or cp (or lora, locon, tucker, cpd)"
+    )]
+    UnknownVariant {
+        /// The name as given.
+        name: String,
+    },
+    /// A convolution geometry that no convolution has (zero channels, an empty kernel axis,
+    /// groups that do not divide the channels...).
+    #[error("invalid conv geometry: {reason}")]
+    InvalidGeometry {
+        /// What is wrong, naming the field and its value.
+        reason: String,
+    },
     /// Reading or parsing an external file failed.
     #[error("{path}: {reason}")]
     Io {

@@ -99,7 +99,8 @@ impl ModuleVisitor for AdapterFinder {
 ///
 /// # Errors
 /// [`LoraError::NoAdapters`]; [`LoraError::AlreadyMerged`] naming every weight that is already
-/// merged (nothing is changed then).
+/// merged; [`LoraError::NonFiniteUpdate`] naming every weight whose merged value `W + scale·ΔW`
+/// would hold a NaN or an infinity (PEFT's `safe_merge`). Nothing is changed then.
 pub fn merge<M: Module>(model: &M) -> Result<M> {
     let adapted = adapted_params(model);
     if adapted.is_empty() {
@@ -115,6 +116,7 @@ pub fn merge<M: Module>(model: &M) -> Result<M> {
     }
     // Effective weights W + scale·ΔW, keyed by the base's id (materialize keeps ids).
     let effective = collect(model.clone().materialize(), &adapted);
+    refuse_non_finite(&effective, &adapted)?;
     Ok(model.clone().map(&mut Rewrite {
         bases: effective,
         flag: 1,
@@ -125,8 +127,9 @@ pub fn merge<M: Module>(model: &M) -> Result<M> {
 /// Take every adapter's update back out of its base weight.
 ///
 /// # Errors
-/// [`LoraError::NoAdapters`]; [`LoraError::NotMerged`] naming every weight that is not merged
-/// (nothing is changed then).
+/// [`LoraError::NoAdapters`]; [`LoraError::NotMerged`] naming every weight that is not merged;
+/// [`LoraError::NonFiniteUpdate`] naming every weight whose unmerged value would hold a NaN or
+/// an infinity (factors that became non-finite after merging). Nothing is changed then.
 pub fn unmerge<M: Module>(model: &M) -> Result<M> {
     let adapted = adapted_params(model);
     if adapted.is_empty() {
@@ -154,6 +157,7 @@ pub fn unmerge<M: Module>(model: &M) -> Result<M> {
             bases.insert(id, subtract_delta(now.as_ref(), twice));
         }
     }
+    refuse_non_finite(&bases, &adapted)?;
     Ok(model.clone().map(&mut Rewrite {
         bases,
         flag: 0,
@@ -185,6 +189,38 @@ pub fn strip<M: Module>(model: &M) -> Result<M> {
         ..Rewrite::new(&adapted)
     });
     Ok(gated.materialize())
+}
+
+/// [`LoraError::NonFiniteUpdate`] naming every adapted weight whose new base value in `bases`
+/// has a NaN or an infinity (as PEFT's `safe_merge` checks), so that merge and unmerge never
+/// write one.
+fn refuse_non_finite(
+    bases: &HashMap<ParamId, Box<dyn Any + Send>>,
+    adapted: &[AdaptedParam],
+) -> Result<()> {
+    let paths: Vec<String> = adapted
+        .iter()
+        .filter(|a| bases.get(&a.id).is_some_and(|t| !all_finite(t.as_ref())))
+        .map(|a| a.path.clone())
+        .collect();
+    if paths.is_empty() {
+        Ok(())
+    } else {
+        Err(LoraError::NonFiniteUpdate { paths })
+    }
+}
+
+/// Whether a type-erased `Tensor<D>` holds finite values only (`true` for another type).
+fn all_finite(tensor: &(dyn Any + Send)) -> bool {
+    macro_rules! try_rank {
+        ($($d:literal),*) => {$(
+            if let Some(t) = tensor.downcast_ref::<Tensor<$d>>() {
+                return t.clone().is_finite().all().into_scalar::<bool>();
+            }
+        )*};
+    }
+    try_rank!(1, 2, 3, 4, 5, 6);
+    true
 }
 
 /// `now − (twice − now)` for tensors of any rank, type-erased as `Tensor<D>`.

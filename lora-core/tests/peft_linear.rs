@@ -9,7 +9,7 @@ use burn::module::Param;
 use burn::nn::{DropoutConfig, Linear};
 use burn::tensor::Device;
 use lora_core::io::{read_safetensors, take_tensor};
-use lora_core::testing::assert_close;
+use lora_core::testing::{Tol, assert_close};
 use lora_core::{
     Adapter, AdapterFactory, AdapterSpec, LinearAdapter, LoraConfig, LoraLinear, Result, attach,
 };
@@ -52,7 +52,10 @@ fn peft_linear_fixture() {
     assert_close(
         merged.transpose(),
         get2(&mut r, "merged.weight"),
-        1e-5,
+        Tol {
+            rel: 1e-5,
+            abs: 1e-6,
+        },
         "merged.weight",
     );
 
@@ -61,7 +64,10 @@ fn peft_linear_fixture() {
     assert_close(
         ws.forward(input.clone()),
         expected.clone(),
-        1e-5,
+        Tol {
+            rel: 1e-5,
+            abs: 1e-6,
+        },
         "weight-space",
     );
     let bypass = LoraLinear {
@@ -72,13 +78,19 @@ fn peft_linear_fixture() {
     assert_close(
         bypass.forward(input.clone()),
         expected.clone(),
-        1e-5,
+        Tol {
+            rel: 1e-5,
+            abs: 1e-6,
+        },
         "bypass",
     );
     assert_close(
         bypass.merge().forward(input),
         expected,
-        1e-5,
+        Tol {
+            rel: 1e-5,
+            abs: 1e-6,
+        },
         "bypass merge",
     );
 }

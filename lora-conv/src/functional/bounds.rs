@@ -44,17 +44,26 @@ pub fn rank_limit(variant: ConvVariant, geometry: &ConvGeometry) -> usize {
 /// The largest rank an adapter of `variant` accepts on a kernel of shape `[t, s/g, k..]`:
 /// `min(t, (s/g)·K)` for HF, `min(t, s/g)` for Tucker-2, and for CP the product of every mode
 /// but the largest (the generic bound on tensor rank). 0 for a shape with fewer than two axes.
+/// Saturates at `usize::MAX` instead of overflowing.
 pub fn kernel_rank_limit(variant: ConvVariant, shape: &[usize]) -> usize {
     let [t, c, kernel @ ..] = shape else {
         return 0;
     };
-    let k: usize = kernel.iter().product();
+    let product = |dims: &[usize]| dims.iter().fold(1usize, |acc, &x| acc.saturating_mul(x));
+    let k = product(kernel);
     match variant {
-        ConvVariant::Hf => (*t).min(c * k),
+        ConvVariant::Hf => (*t).min(c.saturating_mul(k)),
         ConvVariant::Tucker2 => (*t).min(*c),
         ConvVariant::Cp => {
-            let largest = shape.iter().copied().max().unwrap_or(1).max(1);
-            shape.iter().product::<usize>() / largest
+            // The product of every mode but (one copy of) the largest.
+            let largest = shape.iter().copied().enumerate().max_by_key(|&(_, x)| x);
+            let rest: Vec<usize> = shape
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| largest.is_none_or(|(j, _)| i != j))
+                .map(|(_, &x)| x)
+                .collect();
+            product(&rest)
         }
     }
 }
@@ -68,8 +77,9 @@ pub fn max_rank(variant: ConvVariant, geometry: &ConvGeometry) -> usize {
 /// The largest rank at which Tucker-2 has strictly fewer parameters than HF (exact).
 pub fn max_rank_tucker2_below_hf(geometry: &ConvGeometry) -> usize {
     // r²K + r(c+t) < r(cK + t)  ⟺  r·K < c·(K − 1)  for r ≥ 1.
+    // A zero-size kernel (K = 0) gives 0 instead of an underflow.
     let (c, k) = (geometry.in_per_group(), geometry.kernel_volume());
-    (c * (k - 1)).saturating_sub(1) / k.max(1)
+    c.saturating_mul(k.saturating_sub(1)).saturating_sub(1) / k.max(1)
 }
 
 /// The real-valued thresholds `x` of the closed forms: a rank pays off iff `r < x`.

@@ -10,11 +10,19 @@ use crate::geometry::ConvGeometry;
 use crate::variant::ConvVariant;
 
 /// Scalars in the full kernel `[t, s/g, k..]` (bias excluded).
+///
+/// Saturates at `usize::MAX` instead of overflowing.
 pub fn full_count(geometry: &ConvGeometry) -> usize {
-    geometry.out_channels * geometry.in_per_group() * geometry.kernel_volume()
+    geometry
+        .out_channels
+        .saturating_mul(geometry.in_per_group())
+        .saturating_mul(geometry.kernel_volume())
 }
 
 /// Trainable scalars of `variant` at `rank` on a layer of this geometry.
+///
+/// Saturates at `usize::MAX` instead of overflowing, so it stays non-decreasing in `rank` (what
+/// the rank searches of [`super::bounds`] rely on) for any input.
 pub fn param_count(variant: ConvVariant, geometry: &ConvGeometry, rank: usize) -> usize {
     let (t, c, k) = (
         geometry.out_channels,
@@ -22,9 +30,17 @@ pub fn param_count(variant: ConvVariant, geometry: &ConvGeometry, rank: usize) -
         geometry.kernel_volume(),
     );
     match variant {
-        ConvVariant::Hf => rank * (c * k + t),
-        ConvVariant::Tucker2 => rank * (c + t) + rank * rank * k,
-        ConvVariant::Cp => rank * (c + t + geometry.kernel.iter().sum::<usize>()),
+        ConvVariant::Hf => rank.saturating_mul(c.saturating_mul(k).saturating_add(t)),
+        ConvVariant::Tucker2 => rank
+            .saturating_mul(c.saturating_add(t))
+            .saturating_add(rank.saturating_mul(rank).saturating_mul(k)),
+        ConvVariant::Cp => {
+            let sum_k = geometry
+                .kernel
+                .iter()
+                .fold(0usize, |acc, &x| acc.saturating_add(x));
+            rank.saturating_mul(c.saturating_add(t).saturating_add(sum_k))
+        }
     }
 }
 

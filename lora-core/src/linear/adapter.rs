@@ -52,10 +52,19 @@ impl LinearAdapter {
     /// [d_out, r]`. They are transposed into burn's layout.
     ///
     /// # Errors
+    /// [`LoraError::InvalidRank`](crate::LoraError::InvalidRank) naming `path` for rank 0;
     /// [`LoraError::ShapeMismatch`](crate::LoraError::ShapeMismatch) naming `path` if the
     /// ranks differ.
     pub fn from_peft(path: &str, lora_a: Tensor<2>, lora_b: Tensor<2>, scale: f64) -> Result<Self> {
         let ([r, _], [d_out, r_b]) = (lora_a.dims(), lora_b.dims());
+        if r == 0 {
+            return Err(crate::LoraError::InvalidRank {
+                path: path.to_string(),
+                rank: 0,
+                shape: lora_a.dims().to_vec(),
+                reason: "the factors hold no component; a rank must be at least 1".to_string(),
+            });
+        }
         if r != r_b {
             return Err(crate::LoraError::ShapeMismatch {
                 path: format!("{path}.lora_B"),
