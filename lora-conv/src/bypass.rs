@@ -1,4 +1,5 @@
-//! `LoraConv`: a frozen Conv1d/2d/3d with a conv LoRA branch beside it (the bypass form).
+//! `LoraConv`: a frozen Conv1d/2d/3d with a conv LoRA beside it, run in weight-space or bypass
+//! form, or the cheaper of the two per call.
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
@@ -6,18 +7,28 @@ use burn::tensor::{Device, Tensor};
 use lora_core::{Adapter, AdapterSpec, LoraError, Result};
 
 use crate::any::AnyAdapter;
+use crate::cost::{CostModel, Workload};
+use crate::forward::ForwardMode;
 use crate::layer::ConvLayer;
 use crate::variant::ConvVariant;
 
-/// `y = base(x) + branch(dropout(x))`, where the branch is the adapter's conv chain with the
-/// base's stride, padding (symmetric, asymmetric or same) and dilation.
+/// A frozen conv and a trainable conv adapter, computing `base(x) + branch(dropout(x))`.
 ///
-/// It holds the same adapter modules that the weight-space form attaches to a plain conv, so
-/// both forms compute the same function from the same parameters (with dropout off).
+/// The [`ForwardMode`] says how:
+/// - bypass: the base conv, plus the adapter's conv chain (with the base's stride, padding
+///   (symmetric, asymmetric or same) and dilation) on the input;
+/// - weight-space: one conv with the recomposed kernel `W + scale·ΔW`;
+/// - auto: per call, the cheaper of the two under the layer's [`CostModel`], from the input's
+///   batch and spatial size and whether a backward pass follows.
 ///
-/// Grouped convolutions are refused: the update is a full `[t, s/g, k..]` kernel applied with
-/// the base's groups, and a chain of group-wise convs would compute a block-diagonal restriction
-/// of it instead. Use the weight-space form (`lora_core::attach`) for them, which is exact.
+/// The adapter modules are the ones the weight-space form attaches to a plain conv
+/// (`lora_core::attach`), so every form computes the same function from the same parameters.
+///
+/// Grouped convolutions cannot run in bypass form: the update is a full `[t, s/g, k..]` kernel
+/// applied with the base's groups, and a chain of group-wise convs would compute a
+/// block-diagonal restriction of it instead. For them `Auto` always picks weight-space, and
+/// `Bypass` is refused. Dropout on the branch input exists only in bypass form, so a non-zero
+/// dropout refuses `WeightSpace`, and `Auto` then runs bypass while training.
 ///
 /// # Shapes
 /// - input: `[B, s, ..d]`
@@ -30,14 +41,19 @@ pub struct LoraConv<C: ConvLayer> {
     pub adapter: AnyAdapter,
     /// Dropout on the branch input.
     pub dropout: Dropout,
+    /// How the output is computed.
+    #[module(skip)]
+    pub mode: ForwardMode,
+    /// The cost model `Auto` decides with.
+    #[module(skip)]
+    pub cost: CostModel,
 }
 
 impl<C: ConvLayer> LoraConv<C> {
-    /// Wrap a (pretrained) conv layer, freezing it.
+    /// Wrap a (pretrained) conv layer in bypass form, freezing it.
     ///
     /// # Errors
-    /// [`LoraError::UnsupportedGeometry`] for grouped convs; the adapter's own errors for a bad
-    /// rank or alpha. `name` is used as the path in errors.
+    /// As [`LoraConv::new`] with [`ForwardMode::Bypass`].
     pub fn wrap(
         name: &str,
         base: C,
@@ -46,30 +62,92 @@ impl<C: ConvLayer> LoraConv<C> {
         dropout: f64,
         device: &Device,
     ) -> Result<Self> {
+        Self::new(name, base, variant, spec, dropout, ForwardMode::Bypass, device)
+    }
+
+    /// Wrap a (pretrained) conv layer, freezing it, with a fresh `variant` adapter run in
+    /// `mode` (with the default [`CostModel`] for `Auto`).
+    ///
+    /// # Errors
+    /// [`LoraError::UnsupportedGeometry`] for `Bypass` on a grouped conv, or `WeightSpace`
+    /// with non-zero dropout, or a grouped conv with non-zero dropout; the adapter's own
+    /// errors for a bad rank or alpha. `name` is used as the path in errors.
+    pub fn new(
+        name: &str,
+        base: C,
+        variant: ConvVariant,
+        spec: &AdapterSpec,
+        dropout: f64,
+        mode: ForwardMode,
+        device: &Device,
+    ) -> Result<Self> {
         let geometry = base.geometry();
-        if geometry.groups != 1 {
-            return Err(LoraError::UnsupportedGeometry {
-                path: name.to_string(),
-                reason: format!(
-                    "the bypass form is not exact for grouped convs (groups = {}); use the \
-                     weight-space form",
-                    geometry.groups
-                ),
-            });
-        }
+        check_mode(name, mode, geometry.groups, dropout)?;
         let adapter = AnyAdapter::conv(variant, name, &geometry.weight_shape(), spec, device)?;
         Ok(Self {
             base: base.no_grad(),
             adapter,
             dropout: DropoutConfig::new(dropout).init(),
+            mode,
+            cost: CostModel::default(),
         })
     }
 
-    /// Forward pass.
+    /// The same layer run in another mode.
+    ///
+    /// # Errors
+    /// As [`LoraConv::new`], naming `name`.
+    pub fn with_mode(self, name: &str, mode: ForwardMode) -> Result<Self> {
+        check_mode(name, mode, self.base.geometry().groups, self.dropout.prob)?;
+        Ok(Self { mode, ..self })
+    }
+
+    /// The same layer deciding `Auto` with another cost model.
+    pub fn with_cost(self, cost: CostModel) -> Self {
+        Self { cost, ..self }
+    }
+
+    /// The form a call on an input of dims `[B, s, ..d]` runs: `training` when a backward
+    /// pass follows, `input_grad` when the input itself needs a gradient.
+    pub fn form(&self, input_dims: &[usize], training: bool, input_grad: bool) -> ForwardMode {
+        match self.mode {
+            ForwardMode::Auto => {
+                let geometry = self.base.geometry();
+                if self.dropout.prob > 0.0 && training && geometry.groups == 1 {
+                    return ForwardMode::Bypass;
+                }
+                let (Some(variant), Some(&batch)) = (self.adapter.variant(), input_dims.first())
+                else {
+                    return ForwardMode::WeightSpace;
+                };
+                let work = Workload {
+                    batch,
+                    input: input_dims.get(2..).unwrap_or_default().to_vec(),
+                    training,
+                    input_grad,
+                };
+                self.cost
+                    .choose(variant, &geometry, self.adapter.rank(), &work)
+            }
+            mode => mode,
+        }
+    }
+
+    /// Forward pass, in the form [`LoraConv::form`] gives for this input.
     ///
     /// # Panics
     /// If `N` is not the base conv's rank (`d + 2`), or the channels do not match.
     pub fn forward<const N: usize>(&self, x: Tensor<N>) -> Tensor<N> {
+        let training = x.is_autodiff();
+        match self.form(&x.dims(), training, training && x.is_tracked()) {
+            ForwardMode::WeightSpace => self
+                .base
+                .forward_with_delta(x, self.adapter.delta_weight::<N>()),
+            _ => self.bypass(x),
+        }
+    }
+
+    fn bypass<const N: usize>(&self, x: Tensor<N>) -> Tensor<N> {
         let geometry = self.base.geometry();
         let dims = x.dims();
         let padding = geometry.padding_for(&dims[2..]);
@@ -79,7 +157,7 @@ impl<C: ConvLayer> LoraConv<C> {
             AnyAdapter::Hf(a) => a.branch(input, stride, &padding, dilation),
             AnyAdapter::Tucker2(a) => a.branch(input, stride, &padding, dilation),
             AnyAdapter::Cp(a) => a.branch(input, stride, &padding, dilation),
-            AnyAdapter::Linear(_) => unreachable!("LoraConv::wrap only builds conv adapters"),
+            AnyAdapter::Linear(_) => unreachable!("LoraConv::new only builds conv adapters"),
         };
         self.base.forward_nd(x) + branch
     }
@@ -93,4 +171,30 @@ impl<C: ConvLayer> LoraConv<C> {
     pub fn trainable_params(&self) -> usize {
         self.adapter.trainable_params()
     }
+}
+
+fn check_mode(name: &str, mode: ForwardMode, groups: usize, dropout: f64) -> Result<()> {
+    let refuse = |reason: String| {
+        Err(LoraError::UnsupportedGeometry {
+            path: name.to_string(),
+            reason,
+        })
+    };
+    if groups != 1 && mode == ForwardMode::Bypass {
+        return refuse(format!(
+            "the bypass form is not exact for grouped convs (groups = {groups}); use the \
+             weight-space or auto form"
+        ));
+    }
+    if dropout > 0.0 && (mode == ForwardMode::WeightSpace || groups != 1) {
+        return refuse(format!(
+            "dropout {dropout} on the adapter input needs the bypass form, which {}",
+            if groups != 1 {
+                format!("grouped convs (groups = {groups}) cannot use")
+            } else {
+                "the weight-space mode does not run".to_string()
+            }
+        ));
+    }
+    Ok(())
 }

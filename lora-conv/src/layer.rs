@@ -24,6 +24,13 @@ pub trait ConvLayer: Module + ModuleDisplay {
 
     /// The layer with `adapter.delta_weight()` added to its kernel (detached).
     fn add_delta<A: Adapter>(self, adapter: &A) -> Self;
+
+    /// The forward pass with `delta` added to the kernel, differentiable in `delta` (the
+    /// weight-space form of an adapted conv). `delta` has the kernel's shape and rank `N`.
+    ///
+    /// # Panics
+    /// If `N != DIMS + 2`.
+    fn forward_with_delta<const N: usize>(&self, x: Tensor<N>, delta: Tensor<N>) -> Tensor<N>;
 }
 
 fn same_rank<const A: usize, const B: usize>(x: Tensor<A>) -> Tensor<B> {
@@ -53,6 +60,15 @@ impl ConvLayer for Conv1d {
 
     fn forward_nd<const N: usize>(&self, x: Tensor<N>) -> Tensor<N> {
         same_rank(self.forward(same_rank::<N, 3>(x)))
+    }
+
+    fn forward_with_delta<const N: usize>(&self, x: Tensor<N>, delta: Tensor<N>) -> Tensor<N> {
+        let delta = same_rank::<N, 3>(delta);
+        let layer = Self {
+            weight: self.weight.clone().map(|w| w + delta),
+            ..self.clone()
+        };
+        layer.forward_nd(x)
     }
 
     fn add_delta<A: Adapter>(self, adapter: &A) -> Self {
@@ -90,6 +106,15 @@ impl ConvLayer for Conv2d {
         same_rank(self.forward(same_rank::<N, 4>(x)))
     }
 
+    fn forward_with_delta<const N: usize>(&self, x: Tensor<N>, delta: Tensor<N>) -> Tensor<N> {
+        let delta = same_rank::<N, 4>(delta);
+        let layer = Self {
+            weight: self.weight.clone().map(|w| w + delta),
+            ..self.clone()
+        };
+        layer.forward_nd(x)
+    }
+
     fn add_delta<A: Adapter>(self, adapter: &A) -> Self {
         let delta = adapter.delta_weight::<4>();
         Self {
@@ -123,6 +148,15 @@ impl ConvLayer for Conv3d {
 
     fn forward_nd<const N: usize>(&self, x: Tensor<N>) -> Tensor<N> {
         same_rank(self.forward(same_rank::<N, 5>(x)))
+    }
+
+    fn forward_with_delta<const N: usize>(&self, x: Tensor<N>, delta: Tensor<N>) -> Tensor<N> {
+        let delta = same_rank::<N, 5>(delta);
+        let layer = Self {
+            weight: self.weight.clone().map(|w| w + delta),
+            ..self.clone()
+        };
+        layer.forward_nd(x)
     }
 
     fn add_delta<A: Adapter>(self, adapter: &A) -> Self {

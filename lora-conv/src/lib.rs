@@ -38,6 +38,8 @@
 pub mod adapters;
 pub mod any;
 pub mod bypass;
+pub mod cost;
+pub mod forward;
 pub mod functional;
 pub mod geometry;
 pub mod import;
@@ -47,6 +49,8 @@ pub mod variant;
 pub use adapters::{CpAdapter, HfAdapter, Tucker2Adapter};
 pub use any::{AnyAdapter, ConvFactory, conv_config};
 pub use bypass::LoraConv;
+pub use cost::{ConvRates, CostModel, Workload};
+pub use forward::ForwardMode;
 pub use geometry::{ConvGeometry, Padding};
 pub use layer::ConvLayer;
 pub use variant::ConvVariant;

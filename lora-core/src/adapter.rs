@@ -125,11 +125,12 @@ impl AdapterSpec {
     }
 }
 
-/// The reparameterization attached to every adapted weight: `W_eff = W + gate·scale·ΔW`.
+/// The reparameterization attached to every adapted weight: `W_eff = W + scale·ΔW` while
+/// unmerged, `W_eff = W` once merged.
 ///
-/// `gate` is `1 - merged`. While unmerged the base holds the pretrained `W` and the update is
-/// added on the fly; once [`crate::merge()`] has folded the update into the base, `merged` is 1 and
-/// the base is used as is. `merged` is an integer parameter, so it travels in records with the
+/// While unmerged the base holds the pretrained `W` and the update is added on the fly; once
+/// [`crate::merge()`] has folded the update into the base, `merged` is 1 and the base is used as
+/// is, without computing the update. `merged` is an integer parameter, so it travels in records with the
 /// base it describes (a record saved after merging loads back merged) and is never trained or
 /// counted by `num_params`.
 #[derive(Module, Debug)]
@@ -174,8 +175,16 @@ pub(crate) fn flag_is_set<const D: usize>(flag: &Param<Tensor<D, Int>>) -> bool 
 impl<A: Adapter> Reparameterization for LoraParam<A> {
     const NAME: &'static str = "lora";
 
+    /// `W + scale·ΔW` while unmerged; the base itself once merged.
+    ///
+    /// A merged weight computes no update at all: its forward costs what the base costs, and
+    /// its factors get no gradient (so an optimizer step, weight decay included, leaves them
+    /// as they were and a later unmerge subtracts exactly the update that was merged). Reading
+    /// the flag is a one-element host read per forward.
     fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
-        let gate = self.merged.val().float().neg().add_scalar(1.0);
-        base + self.adapter.delta_weight::<D>() * gate.reshape([1; D])
+        if self.is_merged() {
+            return base;
+        }
+        base + self.adapter.delta_weight::<D>()
     }
 }

@@ -113,7 +113,8 @@ impl CpAdapter {
                 .collect();
             hidden = conv_nd(hidden, w, &along(stride, 1), &pad, &along(dilation, 1), r);
         }
-        pointwise(hidden, self.up.val()).mul_scalar(self.scale)
+        // Scaling the small up factor, not the branch output, saves a full-size pass.
+        pointwise(hidden, self.up.val().mul_scalar(self.scale))
     }
 }
 

@@ -67,7 +67,8 @@ impl HfAdapter {
         shape.extend_from_slice(&self.kernel_shape[1..]);
         let down = self.down.val().reshape::<N, _>(Shape::from(shape));
         let hidden = conv_nd(x, down, stride, padding, dilation, 1);
-        pointwise(hidden, self.up.val()).mul_scalar(self.scale)
+        // Scaling the small up factor, not the branch output, saves a full-size pass.
+        pointwise(hidden, self.up.val().mul_scalar(self.scale))
     }
 }
 

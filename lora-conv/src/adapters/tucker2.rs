@@ -73,7 +73,8 @@ impl Tucker2Adapter {
         // Zero padding commutes with the bias-free 1x1 down conv, so the mid conv pads.
         let hidden = pointwise(x, self.down.val());
         let hidden = conv_nd(hidden, mid, stride, padding, dilation, 1);
-        pointwise(hidden, self.up.val()).mul_scalar(self.scale)
+        // Scaling the small up factor, not the branch output, saves a full-size pass.
+        pointwise(hidden, self.up.val().mul_scalar(self.scale))
     }
 }
 

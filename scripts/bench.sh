@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run every benchmark and write benches/REPORT.md (+ benches/train.svg).
+#   ./scripts/bench.sh                 all benches on the CPU (burn flex)
+#   ./scripts/bench.sh train layers    only these bench targets (the report uses what exists)
+# The benches build in the dev profile (dependencies at opt-level 3, the benches crate too)
+# with the test command's feature set, so they reuse its build of burn rather than compiling
+# a release build. Close other work first: the numbers are wall-clock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET="${CARGO_TARGET_DIR:-target}"
+export BENCH_OUT="$TARGET/bench-extra"
+mkdir -p "$BENCH_OUT"
+BENCHES=("$@")
+[ ${#BENCHES[@]} -eq 0 ] && BENCHES=(recompose train infer layers calibrate memory)
+for b in "${BENCHES[@]}"; do
+  cargo bench --workspace --features lora-core/wgpu --profile dev --bench "$b"
+done
+python3 scripts/bench_report.py "$TARGET/criterion" "$BENCH_OUT" benches
