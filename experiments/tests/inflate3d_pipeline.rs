@@ -1,0 +1,245 @@
+//! The `inflate3d` binary on synthetic data in the real formats (IDX gz for Fashion-MNIST,
+//! gzipped NIfTI volumes and the AAL names file): shards that merge through `compare report`
+//! into the whole plan with both baselines, and bad input refused before any training.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use experiments::data::idx::write_idx;
+use experiments::data::nifti::write_u8_nii;
+use experiments::record::read_runs;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Fashion-MNIST stand-in: class `c` is a bright band at rows 2c..2c+4.
+fn fashion(dir: &Path) {
+    let dir = dir.join("fashion-mnist");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, n) in [("train", 3000usize), ("t10k", 1000)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let pixels: Vec<u8> = labels
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &l)| {
+                (0..784).map(move |p| {
+                    let row = p / 28;
+                    let band = if (2 * l as usize..2 * l as usize + 4).contains(&row) {
+                        180
+                    } else {
+                        0
+                    };
+                    (band + (p * 7 + i * 13) % 61) as u8
+                })
+            })
+            .collect();
+        std::fs::write(
+            dir.join(format!("{name}-images-idx3-ubyte.gz")),
+            gz(&write_idx(&[n, 28, 28], &pixels)),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{name}-labels-idx1-ubyte.gz")),
+            gz(&write_idx(&[n], &labels)),
+        )
+        .unwrap();
+    }
+}
+
+/// An 80 x 160 x 64 mm head at 1 mm, world x = voxel x - 40 (RAS, straddling the midline),
+/// unless `affine` says otherwise. The atlas is region 1 (frontal) at voxel y < 80, region 2
+/// (occipital) behind; the T1 is a texture that differs between the two.
+fn brain(dir: &Path, affine: [[f32; 4]; 3]) {
+    let dir = dir.join("mri");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dims = [80, 160, 64];
+    let (mut t1, mut atlas) = (Vec::new(), Vec::new());
+    for z in 0..dims[2] {
+        for y in 0..dims[1] {
+            for x in 0..dims[0] {
+                let front = y < 80;
+                atlas.push(if front { 1u8 } else { 2 });
+                let stripes = if front { (x / 3) % 2 } else { (z / 3) % 2 };
+                t1.push((60 + 120 * stripes + (x * 7 + y * 3 + z) % 17) as u8);
+            }
+        }
+    }
+    std::fs::write(dir.join("ch2.nii.gz"), gz(&write_u8_nii(dims, &t1, affine))).unwrap();
+    std::fs::write(
+        dir.join("aal.nii.gz"),
+        gz(&write_u8_nii(dims, &atlas, affine)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("aal.nii.txt"),
+        "1 Frontal_Sup_L 1\n2 Occipital_Mid_L 2\n",
+    )
+    .unwrap();
+}
+
+const RAS: [[f32; 4]; 3] = [
+    [1.0, 0.0, 0.0, -40.0],
+    [0.0, 1.0, 0.0, -80.0],
+    [0.0, 0.0, 1.0, -32.0],
+];
+
+fn root() -> &'static PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("inflate3d-pipeline-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let good = root.join("data");
+        fashion(&good);
+        brain(&good, RAS);
+        // Left-right along the voxel y axis: the hemisphere split would be ambiguous.
+        let rotated = root.join("rotated");
+        fashion(&rotated);
+        brain(
+            &rotated,
+            [
+                [0.0, 1.0, 0.0, -80.0],
+                [1.0, 0.0, 0.0, -40.0],
+                [0.0, 0.0, 1.0, -32.0],
+            ],
+        );
+        root
+    })
+}
+
+const TINY: [&str; 7] = ["--quick", "--seeds", "2", "--steps", "2", "--ranks", "1"];
+
+fn inflate3d(args: &[&str], data: &Path, out: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_inflate3d"));
+    cmd.args(args)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .arg("--cache")
+        .arg(root().join("cache"));
+    cmd
+}
+
+fn ok(output: Output) -> Output {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn ids(dir: &Path) -> BTreeSet<String> {
+    read_runs(&dir.join("runs.jsonl"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+#[test]
+fn shards_merge_into_the_whole_plan_with_baselines() {
+    let data = root().join("data");
+    let whole = root().join("whole");
+    ok(inflate3d(&TINY, &data, &whole).output().unwrap());
+    let all = ids(&whole);
+    // 6 cells (scratch3d, slice2d, inflated-full, 3 variants at rank 1), one sweep rate each
+    // in quick mode, 2 seeds; plus the two baselines.
+    assert_eq!(all.len(), 6 * (1 + 2) + 2, "{all:?}");
+    for baseline in [
+        "final/brain-lobes/majority",
+        "final/brain-lobes/position-1nn",
+    ] {
+        assert!(all.contains(baseline), "{all:?}");
+    }
+    let records = read_runs(&whole.join("runs.jsonl")).unwrap();
+    for r in records.iter().filter(|r| r.phase == "final" && r.steps > 0) {
+        assert_eq!(r.steps, 2, "{}", r.id);
+        let recall = r.recall_per_class.as_ref().unwrap();
+        assert_eq!(recall.len(), 7);
+        let confusion = r.confusion.as_ref().unwrap();
+        let total: usize = confusion.iter().flatten().sum();
+        assert_eq!(total, r.test_examples, "{}", r.id);
+        assert!((0.0..=1.0).contains(&r.test_accuracy));
+    }
+    let report = std::fs::read_to_string(whole.join("report.md")).unwrap();
+    for needle in [
+        "within-subject transfer on one brain",
+        "position-only",
+        "Confusion matrices",
+        "Per-class test recall",
+    ] {
+        assert!(report.contains(needle), "{needle}: {report}");
+    }
+
+    // Two shards: disjoint, the baselines in shard 0 only, and `compare report` merges them
+    // into the same set of runs as the unsharded plan.
+    let dirs: Vec<PathBuf> = (0..2).map(|i| root().join(format!("shard-{i}"))).collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        let shard = format!("{i}/2");
+        let mut args = TINY.to_vec();
+        args.extend(["--shard", &shard]);
+        ok(inflate3d(&args, &data, dir).output().unwrap());
+    }
+    let (a, b) = (ids(&dirs[0]), ids(&dirs[1]));
+    assert!(a.is_disjoint(&b));
+    assert!(a.contains("final/brain-lobes/majority") && !b.contains("final/brain-lobes/majority"));
+    let merged = root().join("merged");
+    ok(Command::new(env!("CARGO_BIN_EXE_compare"))
+        .args(["report", "--out"])
+        .arg(&merged)
+        .args(&dirs)
+        .output()
+        .unwrap());
+    assert_eq!(ids(&merged), all);
+    let report = std::fs::read_to_string(merged.join("report.md")).unwrap();
+    assert!(report.contains("Confusion matrices"), "{report}");
+}
+
+/// Each bad input: a clear message, a non-zero exit, no panic, and no training (no records).
+#[test]
+fn bad_input_is_refused_before_training() {
+    let data = root().join("data");
+    let cases: Vec<(Vec<&str>, PathBuf, &str, &str)> = vec![
+        (
+            vec!["--quick", "--seeds", "0"],
+            data.clone(),
+            "seeds-0",
+            "--seeds 0",
+        ),
+        (
+            vec!["--quick"],
+            root().join("rotated"),
+            "rotated",
+            "hemisphere split would be ambiguous",
+        ),
+        (
+            vec!["--quick"],
+            root().join("nowhere"),
+            "missing",
+            "fetch-data.sh",
+        ),
+    ];
+    for (args, data, name, message) in cases {
+        let out = root().join(format!("bad-{name}"));
+        let output = inflate3d(&args, &data, &out).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            !out.join("runs.jsonl").exists(),
+            "{args:?}: something trained"
+        );
+    }
+}
