@@ -19,6 +19,14 @@ pub enum InflateError {
         /// The requested depth.
         depth: usize,
     },
+    /// The depth kernel size is above [`crate::options::MAX_DEPTH`].
+    #[error("depth kernel size {depth} is above the largest supported, {max}")]
+    DepthTooLarge {
+        /// The requested depth.
+        depth: usize,
+        /// [`crate::options::MAX_DEPTH`].
+        max: usize,
+    },
     /// The requested depth geometry breaks the exactness the mode promises.
     #[error("{mode} inflation with depth {depth}: {reason}")]
     InexactDepth {

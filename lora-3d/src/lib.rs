@@ -54,4 +54,4 @@ pub use error::{InflateError, Result};
 pub use functional::{centre_padding, inflate_kernel};
 pub use inflate::{Inflate, Inflation, inflate};
 pub use layers::{PerSlice, SliceLayer};
-pub use options::{AdapterPolicy, InflateMode, InflateOptions};
+pub use options::{AdapterPolicy, InflateMode, InflateOptions, MAX_DEPTH};

@@ -2,6 +2,10 @@
 
 use crate::error::{InflateError, Result};
 
+/// The largest depth kernel inflation accepts. Far above any real use; a larger request
+/// (`usize::MAX`, say) is refused before anything of that size is allocated.
+pub const MAX_DEPTH: usize = 4095;
+
 /// How a 2D kernel fills the depth axis of its 3D kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InflateMode {
@@ -103,7 +107,8 @@ impl InflateOptions {
     /// Check the settings.
     ///
     /// # Errors
-    /// [`InflateError::ZeroDepth`], [`InflateError::EvenDepth`]; in centre mode,
+    /// [`InflateError::ZeroDepth`], [`InflateError::EvenDepth`],
+    /// [`InflateError::DepthTooLarge`] above [`MAX_DEPTH`]; in centre mode,
     /// [`InflateError::InexactDepth`] for a depth stride other than 1 or a depth padding other
     /// than `(kd-1)/2`; in mean mode, for a zero stride or a padding above `(kd-1)/2`.
     pub fn validate(&self) -> Result<()> {
@@ -113,6 +118,12 @@ impl InflateOptions {
         }
         if depth.is_multiple_of(2) {
             return Err(InflateError::EvenDepth { depth });
+        }
+        if depth > MAX_DEPTH {
+            return Err(InflateError::DepthTooLarge {
+                depth,
+                max: MAX_DEPTH,
+            });
         }
         let centre = (depth - 1) / 2;
         let inexact = |reason: String| InflateError::InexactDepth {

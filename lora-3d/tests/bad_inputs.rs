@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv1dConfig, Conv2d, Conv2dConfig};
 use burn::tensor::Device;
-use lora_3d::{InflateMode, InflateOptions, inflate, inflate_adapter};
+use lora_3d::{InflateMode, InflateOptions, MAX_DEPTH, inflate, inflate_adapter, inflate_kernel};
 use lora_conv::{AnyAdapter, ConvVariant};
 use lora_core::{AdapterSpec, LinearAdapter};
 
@@ -49,6 +49,25 @@ fn lora_3d_entry_points_refuse_bad_inputs() {
     refuses("even depth", "got 4", &|| {
         inflate_with(plain(), InflateOptions::new(4))
     });
+    refuses("depth usize::MAX (odd)", &usize::MAX.to_string(), &|| {
+        inflate_with(plain(), InflateOptions::new(usize::MAX))
+    });
+    refuses("depth MAX_DEPTH + 2", "4097", &|| {
+        inflate_with(plain(), InflateOptions::new(MAX_DEPTH + 2))
+    });
+    refuses(
+        "inflate_kernel depth usize::MAX",
+        &usize::MAX.to_string(),
+        &|| {
+            inflate_kernel(
+                burn::tensor::Tensor::<4>::zeros([2, 2, 3, 3], &Device::flex()),
+                usize::MAX,
+                InflateMode::Centre,
+            )
+            .map(|k| Box::new(k.dims()) as Box<dyn Debug>)
+            .map_err(|e| e.to_string())
+        },
+    );
     refuses("centre depth stride 2", "stride 2", &|| {
         inflate_with(plain(), InflateOptions::new(3).with_depth_stride(2))
     });
@@ -109,6 +128,16 @@ fn lora_3d_entry_points_refuse_bad_inputs() {
                 let shape = Conv1dConfig::new(2, 4, 3).init(&device).weight.lazy_shape();
                 let a = AnyAdapter::conv(v, "c.weight", &shape.to_vec(), &spec, &device).unwrap();
                 inflate_adapter("c.weight", a, &InflateOptions::new(3))
+                    .map(|_| Box::new(()) as Box<dyn Debug>)
+                    .map_err(|e| e.to_string())
+            },
+        );
+        refuses(
+            &format!("inflate a {v} adapter with depth usize::MAX"),
+            "above",
+            &|| {
+                let a = AnyAdapter::conv(v, "c.weight", &[4, 2, 3, 3], &spec, &device).unwrap();
+                inflate_adapter("c.weight", a, &InflateOptions::new(usize::MAX))
                     .map(|_| Box::new(()) as Box<dyn Debug>)
                     .map_err(|e| e.to_string())
             },

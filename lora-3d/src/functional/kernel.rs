@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 
 use crate::error::{InflateError, Result};
-use crate::options::InflateMode;
+use crate::options::{InflateMode, MAX_DEPTH};
 
 /// The depth padding that keeps a centre-inflated kernel of odd depth `kd` exact per slice,
 /// `(kd - 1) / 2`, or `None` for an even or zero depth.
@@ -24,13 +24,20 @@ pub fn centre_padding(kd: usize) -> Option<usize> {
 /// - output: `[a, b, kd, kh, kw]`
 ///
 /// # Errors
-/// [`InflateError::ZeroDepth`] or [`InflateError::EvenDepth`].
+/// [`InflateError::ZeroDepth`], [`InflateError::EvenDepth`] or
+/// [`InflateError::DepthTooLarge`].
 pub fn inflate_kernel(kernel: Tensor<4>, depth: usize, mode: InflateMode) -> Result<Tensor<5>> {
     if depth == 0 {
         return Err(InflateError::ZeroDepth);
     }
     if depth.is_multiple_of(2) {
         return Err(InflateError::EvenDepth { depth });
+    }
+    if depth > MAX_DEPTH {
+        return Err(InflateError::DepthTooLarge {
+            depth,
+            max: MAX_DEPTH,
+        });
     }
     Ok(inflate_checked(kernel, depth, mode))
 }
