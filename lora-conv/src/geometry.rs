@@ -144,12 +144,13 @@ impl ConvGeometry {
     }
 
     /// The geometry of a kernel of shape `[t, s/g, k..]` with groups `g` and default stride,
-    /// padding and dilation: what weight-space adapters need.
+    /// padding and dilation: what weight-space adapters need. `None` for a shape with no
+    /// spatial axis, or when `(s/g)·g` overflows.
     pub fn from_weight_shape(shape: &[usize], groups: usize) -> Option<Self> {
         match shape {
             [t, c, kernel @ ..] if !kernel.is_empty() => Some(Self {
                 groups,
-                ..Self::new(c * groups, *t, kernel.to_vec())
+                ..Self::new(c.checked_mul(groups)?, *t, kernel.to_vec())
             }),
             _ => None,
         }

@@ -546,6 +546,21 @@ fn lora_conv_entry_points_refuse_bad_inputs() {
         });
     }
 
+    // from_weight_shape: None for shapes that are no kernel, never a panic.
+    for (name, shape, groups) in [
+        ("from_weight_shape of a 2-D shape", vec![4, 2], 1),
+        ("from_weight_shape of an empty shape", vec![], 1),
+        (
+            "from_weight_shape with (s/g)·g overflowing",
+            vec![1, usize::MAX, 3],
+            2,
+        ),
+    ] {
+        s.refuses(name, "None", || {
+            ConvGeometry::from_weight_shape(&shape, groups).map_or(Err("None"), Ok)
+        });
+    }
+
     s.finish("lora-conv");
 }
 
