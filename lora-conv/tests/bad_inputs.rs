@@ -557,7 +557,7 @@ fn lora_conv_entry_points_refuse_bad_inputs() {
         ),
     ] {
         s.refuses(name, "None", || {
-            ConvGeometry::from_weight_shape(&shape, groups).map_or(Err("None"), Ok)
+            ConvGeometry::from_weight_shape(&shape, groups).ok_or("None")
         });
     }
 
