@@ -12,7 +12,13 @@ export BENCH_OUT="$TARGET/bench-extra"
 mkdir -p "$BENCH_OUT"
 BENCHES=("$@")
 [ ${#BENCHES[@]} -eq 0 ] && BENCHES=(recompose train infer layers calibrate memory)
+# Build first, so that the load readings and the timings do not include compilation.
+for b in "${BENCHES[@]}"; do
+  cargo bench --workspace --features lora-core/wgpu --profile dev --bench "$b" --no-run
+done
+cut -d' ' -f1-3 /proc/loadavg > "$BENCH_OUT/load.txt" 2>/dev/null || true
 for b in "${BENCHES[@]}"; do
   cargo bench --workspace --features lora-core/wgpu --profile dev --bench "$b"
 done
+cut -d' ' -f1-3 /proc/loadavg >> "$BENCH_OUT/load.txt" 2>/dev/null || true
 python3 scripts/bench_report.py "$TARGET/criterion" "$BENCH_OUT" benches

@@ -111,6 +111,13 @@ def main():
              f"{datetime.date.today().isoformat()}, commit `{commit}`. Machine: {cpu}. burn 0.22.1 "
              f"`flex` with `rayon`, `simd` and `x86-v4`, f32. Times are criterion medians; every number "
              f"below was measured in this run.", ""]
+    load_file = extra / "load.txt"
+    if load_file.exists():
+        lines += ["Load average (1, 5, 15 min) at the start and end of the run, from `/proc/loadavg`: "
+                  + "; ".join(l.strip() for l in load_file.read_text().splitlines() if l.strip())
+                  + ". Anything above about 0.1 means other work shared the 2 cores and the "
+                  "ratios are noisier than the medians suggest.", ""]
+    head = len(lines)
     targets = []
 
     # (b) training step of the experiment CNN.
@@ -231,9 +238,11 @@ def main():
     if mem.exists():
         rows = json.loads(mem.read_text())
         lines += ["## Peak memory of one training step", "",
-                  "Growth of the peak resident set during one step of the experiment CNN (batch 64), "
-                  "each configuration in a fresh process after one warm-up step. Bypass keeps the "
-                  "branch's activations; weight-space keeps ΔW and the full weight gradient.", "",
+                  "How far the live heap rose during one step of the experiment CNN (batch 64), "
+                  "after one warm-up step (so Adam's moments already exist), counted by a counting "
+                  "global allocator in the bench binary. Bypass keeps the branch's activations; "
+                  "weight-space keeps ΔW and the full weight gradient. On this CNN both are small "
+                  "next to the activations every form keeps.", "",
                   "| configuration | MiB |", "|---|---|"]
         for row in rows:
             lines.append(f"| {row['config']} | {row['peak_step_bytes'] / 2**20:.1f} |")
@@ -244,7 +253,7 @@ def main():
         lines += ["## Cost-model rates measured on this machine", "", "```json",
                   cal.read_text().strip(), "```", ""]
 
-    lines[6:6] = ["## Targets", "", "| target | bound | measured | |", "|---|---|---|---|"] + [
+    lines[head:head] = ["## Targets", "", "| target | bound | measured | |", "|---|---|---|---|"] + [
         f"| {name} | {bound} | {fmt(val)} | {verdict(ok)} |" for name, bound, val, ok in targets] + [""]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "REPORT.md").write_text("\n".join(lines) + "\n")

@@ -8,7 +8,7 @@
 use benches::cnn;
 use burn::tensor::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
-use lora_conv::{ConvFactory, ConvVariant, ForwardMode, conv_config};
+use lora_conv::{ConvFactory, ConvVariant, ForwardMode};
 use lora_core::testing::randomize_adapters;
 
 fn bench(c: &mut Criterion) {
@@ -20,8 +20,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("base", |b| b.iter(|| base.forward(x.clone()).into_data()));
     let rank = 4;
     for variant in ConvVariant::ALL {
-        let config = conv_config(rank, rank as f64)
-            .with_targets(vec!["blocks\\.[1-4]\\.conv\\.weight".into()]);
+        // Every conv, with the same per-layer rank caps as the bypass and auto models.
+        let config = cnn::attach_config(&base, variant, rank);
         let attached = randomize_adapters(
             lora_core::attach(&base, &config, &ConvFactory::new(variant)).unwrap(),
             0.05,

@@ -1,73 +1,107 @@
-//! Peak memory of one training step of the experiment CNN, per form: each configuration runs
-//! in a fresh child process, which takes one warm-up step, resets its peak resident set
-//! (`/proc/self/clear_refs`), takes one step and reports the growth of its peak over the
-//! resident set before the step. Linux only. Output: JSON lines on stdout and
-//! `$BENCH_OUT/memory.json`.
+//! Peak memory of one training step of the experiment CNN, per form.
+//!
+//! The bench binary counts every heap allocation (a counting wrapper around the system
+//! allocator, which burn `flex` allocates through). For each configuration it builds the model,
+//! takes one warm-up step (so Adam's moment buffers exist), resets the peak to the bytes live
+//! at that moment, takes one more step and reports how far the live bytes rose above that
+//! level: activations kept for backward, gradients, ΔW and its gradient, and temporaries.
+//! Output: JSON lines on stdout and `$BENCH_OUT/memory.json`.
 
 #![allow(missing_docs, clippy::unwrap_used)]
+// The counting allocator is the one unsafe item of the workspace: it only forwards to `System`.
+#![allow(unsafe_code)]
 
-use std::process::Command;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use benches::cnn::{self, Trainer};
 use burn::tensor::Device;
 use lora_conv::{ConvVariant, ForwardMode};
 
-fn status(field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = text.lines().find(|l| l.starts_with(field))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call forwards to `System` with the same arguments; the counters are only
+// bookkeeping.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as `System.alloc`.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as `System.dealloc`.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as `System.alloc_zeroed`.
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as `System.realloc`.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            let live = LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size;
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        new
+    }
 }
 
-fn child(config: &str) {
-    let device = Device::flex().autodiff();
-    device.seed(0);
-    let base = cnn::config().init(&device);
-    let measure = |step: &mut dyn FnMut() -> f32| {
-        step();
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let before = status("VmRSS:").unwrap_or(0);
-        step();
-        let peak = status("VmHWM:").unwrap_or(0);
-        peak.saturating_sub(before)
-    };
-    let bytes = if config == "full" {
-        let mut t = Trainer::new(base, &device);
-        measure(&mut || t.step())
-    } else {
-        let mut parts = config.split('-');
-        let variant: ConvVariant = parts.next().unwrap().parse().unwrap();
-        let rank: usize = parts.next().unwrap().trim_start_matches('r').parse().unwrap();
-        let mode: ForwardMode = parts.next().unwrap().parse().unwrap();
-        let model = cnn::adapted(&base, variant, rank, mode, &device).unwrap();
-        let mut t = Trainer::new(model, &device);
-        measure(&mut || t.step())
-    };
-    println!("{{\"config\": \"{config}\", \"peak_step_bytes\": {bytes}}}");
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Bytes the live heap rose above its level at the start of the second step, at its peak.
+fn peak_of_one_step(step: &mut dyn FnMut() -> f32) -> usize {
+    step();
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    step();
+    PEAK.load(Ordering::Relaxed).saturating_sub(before)
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(pos) = args.iter().position(|a| a == "--child") {
-        child(&args[pos + 1]);
-        return;
-    }
-    let mut configs = vec!["full".to_string()];
-    for variant in ConvVariant::ALL {
-        for mode in [ForwardMode::WeightSpace, ForwardMode::Bypass, ForwardMode::Auto] {
-            configs.push(format!("{variant}-r4-{mode}"));
-        }
-    }
-    let exe = std::env::current_exe().unwrap();
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let base = cnn::config().init(&device);
     let mut lines = Vec::new();
-    for config in configs {
-        let out = Command::new(&exe).args(["--child", &config]).output().unwrap();
-        let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut report = |config: String, bytes: usize| {
+        let line = format!("{{\"config\": \"{config}\", \"peak_step_bytes\": {bytes}}}");
         println!("{line}");
         lines.push(line);
+    };
+    let mut full = Trainer::new(base.clone(), &device);
+    report("full".into(), peak_of_one_step(&mut || full.step()));
+    drop(full);
+    for variant in ConvVariant::ALL {
+        for mode in ForwardMode::ALL {
+            let model = cnn::adapted(&base, variant, 4, mode, &device).unwrap();
+            let mut trainer = Trainer::new(model, &device);
+            let bytes = peak_of_one_step(&mut || trainer.step());
+            report(format!("{variant}-r4-{mode}"), bytes);
+        }
     }
     let dir = std::env::var("BENCH_OUT").unwrap_or_else(|_| "target/bench-extra".into());
     if std::fs::create_dir_all(&dir).is_ok() {
-        let _ = std::fs::write(format!("{dir}/memory.json"), format!("[{}]\n", lines.join(",\n")));
+        let _ = std::fs::write(
+            format!("{dir}/memory.json"),
+            format!("[{}]\n", lines.join(",\n")),
+        );
     }
 }

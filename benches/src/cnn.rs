@@ -7,8 +7,8 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use experiments::model::{Block, Cnn, CnnConfig, Conv2dLike};
 use lora_conv::functional::rank_limit;
-use lora_conv::{ConvVariant, ForwardMode, LoraConv};
-use lora_core::{AdapterSpec, Result};
+use lora_conv::{ConvVariant, ForwardMode, LoraConv, conv_config};
+use lora_core::{AdapterSpec, LoraConfig, Result};
 
 /// The experiments' reference CNN: 3x3 convs 32-32-64-64-128 with BatchNorm and ReLU, 2x2 max
 /// pools after convs 1 and 3, global average pooling, a 10-way linear head.
@@ -65,6 +65,26 @@ pub fn adapted(
         act: base.act.clone(),
     };
     Ok(randomize_branch(model, 0.05))
+}
+
+/// The attach config of the weight-space (reparameterized) form of [`adapted`]: every conv
+/// of `base`, with the same per-layer rank caps and `alpha = rank`.
+pub fn attach_config(base: &Cnn<Conv2d>, variant: ConvVariant, rank: usize) -> LoraConfig {
+    let ranks: Vec<(String, usize)> = base
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let geometry = lora_conv::ConvLayer::geometry(&b.conv);
+            let r = rank.min(rank_limit(variant, &geometry)).max(1);
+            (format!("blocks\\.{i}\\.conv\\.weight"), r)
+        })
+        .collect();
+    let alphas = ranks.iter().map(|(p, r)| (p.clone(), *r as f64)).collect();
+    conv_config(rank, rank as f64)
+        .with_targets(vec!["blocks\\.\\d+\\.conv\\.weight".into()])
+        .with_rank_pattern(ranks)
+        .with_alpha_pattern(alphas)
 }
 
 /// Redraw every float parameter under a module field named `adapter` from `N(0, std²)`,

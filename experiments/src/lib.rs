@@ -13,6 +13,8 @@
 //! assert_eq!(balanced_accuracy(&[0, 0, 0, 0], &[0, 0, 0, 1]), 0.5);
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod compare;
 pub mod data;

@@ -42,6 +42,8 @@
 //! assert_eq!(centre, vec![9.0, 9.0, 18.0]);
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod adapter;
 pub mod error;
 pub mod functional;

@@ -13,7 +13,7 @@
 //!   the weight gradient of an untracked weight), plus every pass of the branch's small convs.
 //!
 //! [`CostModel::default`] holds rates calibrated on the development machine (2 cores, burn
-//! `flex` with `rayon` + `simd`); `cargo bench -p benches --bench calibrate` measures them on
+//! `flex` with `rayon` + `simd`); `./scripts/bench.sh calibrate` measures them on
 //! another machine and prints a replacement. The benches check, on every benched shape, that
 //! `auto` stays within 10% of the faster form.
 
@@ -52,28 +52,28 @@ pub struct CostModel {
 }
 
 impl Default for CostModel {
-    /// Calibrated on the development machine: 2 cores (AVX-512), burn 0.22.1 `flex` with
-    /// `rayon`, `simd` and `x86-v4`, by `cargo bench -p benches --bench calibrate`.
+    /// Calibrated on the development machine on 2026-11-29: 2 cores (AVX-512), burn 0.22.1
+    /// `flex` with `rayon`, `simd` and `x86-v4`, by `./scripts/bench.sh calibrate`.
     fn default() -> Self {
         Self {
             spatial: ConvRates {
-                forward: 60e9,
-                input_grad: 40e9,
-                weight_grad: 15e9,
+                forward: 35.0e9,
+                input_grad: 44.1e9,
+                weight_grad: 29.2e9,
             },
             pointwise: ConvRates {
-                forward: 50e9,
-                input_grad: 40e9,
-                weight_grad: 30e9,
+                forward: 54.9e9,
+                input_grad: 36.4e9,
+                weight_grad: 9.46e9,
             },
             depthwise: ConvRates {
-                forward: 4e9,
-                input_grad: 4e9,
-                weight_grad: 2e9,
+                forward: 10.6e9,
+                input_grad: 0.854e9,
+                weight_grad: 0.739e9,
             },
-            matmul: 30e9,
-            bandwidth: 10e9,
-            op_seconds: 20e-6,
+            matmul: 32.0e9,
+            bandwidth: 4.36e9,
+            op_seconds: 0.43e-6,
         }
     }
 }

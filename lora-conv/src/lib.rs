@@ -35,6 +35,8 @@
 //! assert_eq!(max_rank(ConvVariant::Hf, &g), 57);
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod adapters;
 pub mod any;
 pub mod bypass;

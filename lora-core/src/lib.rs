@@ -34,6 +34,8 @@
 //! assert_eq!(diff, 0.0);
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod adapter;
 pub mod attach;
 pub mod config;
