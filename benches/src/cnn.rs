@@ -23,7 +23,11 @@ pub const SIZE: usize = 28;
 
 /// A random `[BATCH, 1, SIZE, SIZE]` batch and its labels.
 pub fn batch(device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let x = Tensor::random([BATCH, 1, SIZE, SIZE], Distribution::Normal(0.0, 1.0), device);
+    let x = Tensor::random(
+        [BATCH, 1, SIZE, SIZE],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    );
     let labels: Vec<i64> = (0..BATCH as i64).map(|i| i % 10).collect();
     (x, Tensor::from_data(labels.as_slice(), device))
 }
@@ -200,7 +204,10 @@ mod tests {
                 assert_close(
                     other.forward(x.clone()),
                     reference.clone(),
-                    Tol { rel: 1e-4, abs: 1e-5 },
+                    Tol {
+                        rel: 1e-4,
+                        abs: 1e-5,
+                    },
                     "forms",
                 );
             }

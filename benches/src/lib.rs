@@ -46,12 +46,48 @@ pub struct LayerShape {
 
 /// ResNet-18's 3x3 convs at batch 8, a 1D conv and an inflated 3x3x3 conv on a 16-deep volume.
 pub const LAYERS: [LayerShape; 6] = [
-    LayerShape { name: "r18-64x56", dims: 2, channels: 64, size: 56, batch: 8 },
-    LayerShape { name: "r18-128x28", dims: 2, channels: 128, size: 28, batch: 8 },
-    LayerShape { name: "r18-256x14", dims: 2, channels: 256, size: 14, batch: 8 },
-    LayerShape { name: "r18-512x7", dims: 2, channels: 512, size: 7, batch: 8 },
-    LayerShape { name: "1d-128x256", dims: 1, channels: 128, size: 256, batch: 8 },
-    LayerShape { name: "3d-32x16", dims: 3, channels: 32, size: 16, batch: 8 },
+    LayerShape {
+        name: "r18-64x56",
+        dims: 2,
+        channels: 64,
+        size: 56,
+        batch: 8,
+    },
+    LayerShape {
+        name: "r18-128x28",
+        dims: 2,
+        channels: 128,
+        size: 28,
+        batch: 8,
+    },
+    LayerShape {
+        name: "r18-256x14",
+        dims: 2,
+        channels: 256,
+        size: 14,
+        batch: 8,
+    },
+    LayerShape {
+        name: "r18-512x7",
+        dims: 2,
+        channels: 512,
+        size: 7,
+        batch: 8,
+    },
+    LayerShape {
+        name: "1d-128x256",
+        dims: 1,
+        channels: 128,
+        size: 256,
+        batch: 8,
+    },
+    LayerShape {
+        name: "3d-32x16",
+        dims: 3,
+        channels: 32,
+        size: 16,
+        batch: 8,
+    },
 ];
 
 /// The ranks of the training-step benches.

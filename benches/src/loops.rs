@@ -77,7 +77,13 @@ pub fn cp2(
 }
 
 /// FLOPs of the matmul recomposition of each variant, for a `[t, c, K]` kernel at rank `r`.
-pub fn recompose_flops(variant: lora_conv::ConvVariant, t: usize, c: usize, k: usize, r: usize) -> usize {
+pub fn recompose_flops(
+    variant: lora_conv::ConvVariant,
+    t: usize,
+    c: usize,
+    k: usize,
+    r: usize,
+) -> usize {
     use lora_conv::ConvVariant;
     match variant {
         ConvVariant::Hf => 2 * t * r * c * k,
@@ -124,7 +130,11 @@ mod tests {
             &tucker2(&data(&down), &data(&mid), &data(&up), t, r, c, k),
             &data(&recompose::tucker2(down, mid, up.clone(), 1.0)),
         );
-        let (v, h, w) = (rand([c, r], &device), rand([kh, r], &device), rand([kw, r], &device));
+        let (v, h, w) = (
+            rand([c, r], &device),
+            rand([kh, r], &device),
+            rand([kw, r], &device),
+        );
         close(
             &cp2(&data(&up), &data(&v), &data(&h), &data(&w), t, r, c, kh, kw),
             &data(&recompose::cp(up, v, &[h, w], 1.0)),

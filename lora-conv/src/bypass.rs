@@ -62,7 +62,15 @@ impl<C: ConvLayer> LoraConv<C> {
         dropout: f64,
         device: &Device,
     ) -> Result<Self> {
-        Self::new(name, base, variant, spec, dropout, ForwardMode::Bypass, device)
+        Self::new(
+            name,
+            base,
+            variant,
+            spec,
+            dropout,
+            ForwardMode::Bypass,
+            device,
+        )
     }
 
     /// Wrap a (pretrained) conv layer, freezing it, with a fresh `variant` adapter run in

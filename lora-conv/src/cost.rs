@@ -153,7 +153,8 @@ impl CostModel {
             Kind::Pointwise => self.pointwise,
             Kind::Depthwise => self.depthwise,
         };
-        let pass = |rate: f64| op.flops / rate + op.elements * 4.0 / self.bandwidth + self.op_seconds;
+        let pass =
+            |rate: f64| op.flops / rate + op.elements * 4.0 / self.bandwidth + self.op_seconds;
         let mut t = pass(rates.forward);
         if op.input_grad {
             t += pass(rates.input_grad);
@@ -241,8 +242,16 @@ impl CostModel {
         work: &Workload,
     ) -> f64 {
         let (n_in, n_out) = Self::positions(g, work);
-        let (b, s, t) = (work.batch as f64, g.in_channels as f64, g.out_channels as f64);
-        let (c, k, r) = (g.in_per_group() as f64, g.kernel_volume() as f64, rank as f64);
+        let (b, s, t) = (
+            work.batch as f64,
+            g.in_channels as f64,
+            g.out_channels as f64,
+        );
+        let (c, k, r) = (
+            g.in_per_group() as f64,
+            g.kernel_volume() as f64,
+            rank as f64,
+        );
         let weight = t * c * k;
         let recompose_flops = match variant {
             ConvVariant::Hf => 2.0 * t * r * c * k,
@@ -271,7 +280,11 @@ impl CostModel {
 
     fn bypass(&self, variant: ConvVariant, g: &ConvGeometry, rank: usize, work: &Workload) -> f64 {
         let (n_in, n_out) = Self::positions(g, work);
-        let (b, s, t) = (work.batch as f64, g.in_channels as f64, g.out_channels as f64);
+        let (b, s, t) = (
+            work.batch as f64,
+            g.in_channels as f64,
+            g.out_channels as f64,
+        );
         let (k, r) = (g.kernel_volume() as f64, rank as f64);
         let train = work.training;
         let first_dx = train && work.input_grad;
@@ -349,7 +362,13 @@ mod tests {
         );
         // Training on a big activation: the base conv's weight gradient dominates.
         let train = Workload::training(64, vec![56, 56]);
-        let ws = model.seconds(ForwardMode::WeightSpace, ConvVariant::Tucker2, &g, 4, &train);
+        let ws = model.seconds(
+            ForwardMode::WeightSpace,
+            ConvVariant::Tucker2,
+            &g,
+            4,
+            &train,
+        );
         let bp = model.seconds(ForwardMode::Bypass, ConvVariant::Tucker2, &g, 4, &train);
         assert!(bp < ws, "bypass {bp} vs weight-space {ws}");
         assert_eq!(

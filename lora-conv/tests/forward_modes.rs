@@ -19,7 +19,10 @@ fn close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
     let scale = b.clone().abs().max().into_scalar::<f32>();
     let diff = (a - b).abs().max().into_scalar::<f32>();
     let bound = 1e-4 * scale + 1e-5;
-    assert!(diff <= bound, "{what}: max |diff| {diff} > {bound} (max |ref| {scale})");
+    assert!(
+        diff <= bound,
+        "{what}: max |diff| {diff} > {bound} (max |ref| {scale})"
+    );
 }
 
 /// Every float gradient of the adapter's factors, flattened and concatenated.
@@ -84,13 +87,25 @@ fn check_modes<C: ConvLayer + Clone, const N: usize>(name: &str, conv: C, input:
                 ForwardMode::WeightSpace
             };
             let layer = randomize(
-                LoraConv::new(name, conv.clone(), variant, &spec, 0.0, reference_mode, &device)
-                    .unwrap(),
+                LoraConv::new(
+                    name,
+                    conv.clone(),
+                    variant,
+                    &spec,
+                    0.0,
+                    reference_mode,
+                    &device,
+                )
+                .unwrap(),
             );
             let reference = layer.forward(x.clone());
             // Independent of either form: the base conv with the kernel W + scale·ΔK.
             let merged = layer.clone().merge().forward_nd(x.clone());
-            close(reference.clone().detach(), merged.detach(), &format!("{what}: vs merged"));
+            close(
+                reference.clone().detach(),
+                merged.detach(),
+                &format!("{what}: vs merged"),
+            );
             let reference_grads = training.then(|| {
                 let grads = reference.clone().sum().backward();
                 (factor_grads(&layer, &grads), x.grad(&grads).unwrap())
@@ -98,12 +113,19 @@ fn check_modes<C: ConvLayer + Clone, const N: usize>(name: &str, conv: C, input:
             for mode in ForwardMode::ALL {
                 if groups != 1 && mode == ForwardMode::Bypass {
                     let err = layer.clone().with_mode(name, mode).unwrap_err();
-                    assert!(matches!(err, LoraError::UnsupportedGeometry { .. }), "{err}");
+                    assert!(
+                        matches!(err, LoraError::UnsupportedGeometry { .. }),
+                        "{err}"
+                    );
                     continue;
                 }
                 let other = layer.clone().with_mode(name, mode).unwrap();
                 let out = other.forward(x.clone());
-                close(out.clone().detach(), reference.clone().detach(), &format!("{what} {mode}"));
+                close(
+                    out.clone().detach(),
+                    reference.clone().detach(),
+                    &format!("{what} {mode}"),
+                );
                 if let Some((factors, input_grad)) = &reference_grads {
                     let grads = out.sum().backward();
                     close(
@@ -205,7 +227,10 @@ fn dropout_needs_the_bypass_form() {
     )
     .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("blocks.0.conv") && msg.contains("0.1"), "{msg}");
+    assert!(
+        msg.contains("blocks.0.conv") && msg.contains("0.1"),
+        "{msg}"
+    );
     // Auto with dropout trains in bypass form (the only one that applies dropout).
     let auto = LoraConv::new(
         "c",

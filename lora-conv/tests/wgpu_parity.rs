@@ -22,7 +22,10 @@ fn close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
     let scale = b.clone().abs().max().into_scalar::<f32>();
     let diff = (a - b).abs().max().into_scalar::<f32>();
     let bound = 1e-4 * scale + 1e-5;
-    assert!(diff <= bound, "{what}: max |diff| {diff} > {bound} (max |cpu| {scale})");
+    assert!(
+        diff <= bound,
+        "{what}: max |diff| {diff} > {bound} (max |cpu| {scale})"
+    );
 }
 
 /// Non-zero factors (a fresh adapter's up factor is zero, which would hide a wrong branch).
@@ -66,7 +69,9 @@ fn factor_grads(layer: &LoraConv<Conv2d>, grads: &Gradients, cpu: &Device) -> Te
 fn conv_adapters_on_wgpu_match_the_cpu() {
     let spec = DeviceSpec::Wgpu(None);
     if !spec.is_compiled_in() {
-        eprintln!("wgpu is not compiled in (build with --features lora-core/wgpu): nothing checked");
+        eprintln!(
+            "wgpu is not compiled in (build with --features lora-core/wgpu): nothing checked"
+        );
         return;
     }
     let gpu_plain = spec.device().unwrap();

@@ -16,7 +16,8 @@ fn all_values<M: Module>(model: &M) -> Vec<Vec<f32>> {
     struct Collect(Vec<Vec<f32>>);
     impl ModuleVisitor for Collect {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.push(param.base().into_data().try_to_vec::<f32>().unwrap());
+            self.0
+                .push(param.base().into_data().try_to_vec::<f32>().unwrap());
         }
     }
     let mut c = Collect(Vec::new());
@@ -46,7 +47,11 @@ fn a_merged_adapter_does_not_train_and_unmerges_exactly() {
     let grads = GradientsParams::from_grads(loss.backward(), &merged);
     let mut optim = AdamWConfig::new().with_weight_decay(0.5).init();
     let stepped = optim.step(0.1, merged.clone(), grads);
-    assert_eq!(all_values(&stepped), before, "a merged adapter's factors moved");
+    assert_eq!(
+        all_values(&stepped),
+        before,
+        "a merged adapter's factors moved"
+    );
 
     // So unmerging gives back the pretrained weight (to float rounding of W + ΔW − ΔW).
     let restored = unmerge(&stepped).unwrap();
