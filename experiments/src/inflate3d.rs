@@ -21,7 +21,7 @@ use crate::compare::{self, check_out};
 use crate::data::Images;
 use crate::data::brain::{BrainSplit, LOBES, PatchConfig, load};
 use crate::error::{ExpError, Result};
-use crate::methods::{plan_ranks, share_of_adapted, with_adapters};
+use crate::methods::{materialize, plan_ranks, share_of_adapted, with_adapters};
 use crate::model::{Cnn, CnnConfig};
 use crate::record::{LayerRank, LrChoice, RunLog, RunRecord, Shard, write_atomic};
 use crate::report::{self, ReportContext, SummaryRow};
@@ -364,6 +364,7 @@ fn run_spec(cx: &Cx<'_>, spec: &Spec) -> Result<RunRecord> {
     let cnn = plan.cnn();
     device.seed(2000 + spec.seed);
     let head = cnn.head(device);
+    materialize(&head);
     let with_head = || Cnn {
         head: head.clone(),
         ..cx.base2d.clone()
@@ -373,6 +374,7 @@ fn run_spec(cx: &Cx<'_>, spec: &Spec) -> Result<RunRecord> {
     match spec.method {
         Method::Scratch3d => {
             let body = cnn.init_3d(device);
+            materialize(&body);
             let model = crate::model::Cnn3d { head, ..body };
             fit::<5, _>(
                 cx,

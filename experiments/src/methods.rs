@@ -1,11 +1,13 @@
 //! The fine-tuning methods, applied to any model: what trains and what adapters go where, and
 //! what each adapter costs against the weight it adapts.
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 use lora_conv::functional::{full_count, max_rank, param_count, rank_limit};
-use lora_conv::{AnyAdapter, ConvFactory, ConvGeometry, ConvVariant, LoraConv, conv_config};
+use lora_conv::{
+    AnyAdapter, ConvFactory, ConvGeometry, ConvVariant, ForwardMode, LoraConv, conv_config,
+};
 use lora_core::{Adapter, AdapterSpec, LoraConfig, LoraParam, attach};
 
 use crate::error::{ExpError, Result};
@@ -22,6 +24,22 @@ pub fn freeze<M: Module>(model: M) -> M {
         }
     }
     model.map(&mut Freeze)
+}
+
+/// Initialise every lazily initialised float parameter of a module now, in module order.
+///
+/// burn initialises a parameter on its first use, drawing from the device's RNG at that
+/// moment, so without this a module built right after `device.seed(k)` gets values that depend
+/// on whatever else draws from the RNG before its first forward pass (adapters built for a
+/// bypass twin, say): the same seed would not give every method the same head.
+pub fn materialize<M: Module>(module: &M) {
+    struct Touch;
+    impl ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
 }
 
 /// The rank each conv gets when `rank` is asked for: capped at what the variant accepts on the
@@ -131,16 +149,18 @@ pub fn with_adapters<M: Module>(
     Ok(attach(model, &config, &ConvFactory::new(variant))?)
 }
 
-/// The bypass form of a weight-space adapted CNN (from [`with_adapters`]): each conv wrapped in
-/// a `LoraConv` holding the very adapter (same initial factors, rank and alpha) that the
-/// weight-space form attached, around the same frozen base kernel `base`.
+/// A weight-space adapted CNN (from [`with_adapters`]) rebuilt with each conv wrapped in a
+/// `LoraConv` run in `mode` (bypass or auto), holding the very adapter (same initial factors,
+/// rank and alpha) that the weight-space form attached, around the same frozen base kernel
+/// `base`.
 ///
 /// # Errors
-/// A conv without an adapter (the bypass CNN wraps every conv), or as `LoraConv::wrap`.
+/// A conv without an adapter (the wrapped CNN wraps every conv), or as `LoraConv::new`.
 pub fn with_bypass(
     base: Cnn<Conv2d>,
     adapted: &Cnn<Conv2d>,
     variant: ConvVariant,
+    mode: ForwardMode,
     device: &Device,
 ) -> Result<Cnn<LoraConv<Conv2d>>> {
     let head = adapted.head.clone();
@@ -164,7 +184,7 @@ pub fn with_bypass(
                 .adapter
                 .clone();
             let spec = AdapterSpec::new(adapter.rank(), adapter.rank() as f64);
-            let wrapped = LoraConv::wrap(&path, b.conv, variant, &spec, 0.0, device)?;
+            let wrapped = LoraConv::new(&path, b.conv, variant, &spec, 0.0, mode, device)?;
             Ok(Block {
                 conv: LoraConv { adapter, ..wrapped },
                 norm: a.norm.clone(),

@@ -83,6 +83,21 @@ impl CnnConfig {
             .collect()
     }
 
+    /// The spatial size of each conv's input for an `[h, w]` image (each 2x2 max pool halves
+    /// it, rounding down).
+    pub fn conv_input_sizes(&self, image: [usize; 2]) -> Vec<[usize; 2]> {
+        let mut size = image;
+        (0..self.widths.len())
+            .map(|i| {
+                let here = size;
+                if self.pool_after.contains(&i) {
+                    size = [size[0] / 2, size[1] / 2];
+                }
+                here
+            })
+            .collect()
+    }
+
     /// The geometry of each conv (for parameter counts).
     pub fn geometries(&self) -> Vec<ConvGeometry> {
         self.channels()

@@ -19,7 +19,7 @@ pub struct SummaryRow {
     pub method: String,
     /// Rank asked for.
     pub rank: Option<usize>,
-    /// `weight`, `bypass`, or `None` for methods without adapters.
+    /// `weight`, `bypass`, `auto`, or `None` for methods without adapters.
     pub forward: Option<String>,
     /// Mean test accuracy.
     pub mean: f64,
@@ -305,7 +305,7 @@ pub fn within_margin(
             .filter(|r| {
                 r.task == task
                     && variants.contains(&r.method)
-                    && r.forward.as_deref() != Some("bypass")
+                    && matches!(r.forward.as_deref(), None | Some("weight"))
             })
             .collect();
         let mut hits: Vec<&&SummaryRow> = rows
@@ -369,7 +369,9 @@ pub fn plot_svg(
     let rows: Vec<&SummaryRow> = summary
         .iter()
         .filter(|r| {
-            r.task == task && r.forward.as_deref() != Some("bypass") && r.trainable_share > 0.0
+            r.task == task
+                && matches!(r.forward.as_deref(), None | Some("weight"))
+                && r.trainable_share > 0.0
         })
         .collect();
     let (w, h, left, right, top, bottom) = (760.0, 460.0, 70.0, 190.0, 40.0, 50.0);

@@ -272,11 +272,25 @@ fn records_summary_and_honest_ranks() {
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("Ranks capped below break-even"));
     assert!(report.contains("break-even on this"), "{report}");
-    // Bypass twins: the same trainable parameters and seed pairing as their weight-space runs.
-    for b in records
+    // Bypass and auto twins: the same trainable parameters and seed pairing as their
+    // weight-space runs; every layer of a bypass run runs bypass, and an auto run records the
+    // form each layer chose.
+    let twins: Vec<&RunRecord> = records
         .iter()
-        .filter(|r| r.forward.as_deref() == Some("bypass"))
-    {
+        .filter(|r| matches!(r.forward.as_deref(), Some("bypass" | "auto")))
+        .collect();
+    assert_eq!(
+        twins.len(),
+        2 * 3 * plan.seeds.len(),
+        "bypass and auto, 3 variants"
+    );
+    for b in twins {
+        for l in &b.layers {
+            match b.forward.as_deref() {
+                Some("bypass") => assert_eq!(l.forward, "bypass", "{}", b.id),
+                _ => assert!(["weight", "bypass"].contains(&l.forward.as_str()), "{l:?}"),
+            }
+        }
         let twin = records
             .iter()
             .find(|r| {
@@ -289,6 +303,14 @@ fn records_summary_and_honest_ranks() {
             .unwrap();
         assert_eq!(twin.trainable_params, b.trainable_params);
         assert_eq!(twin.lr, b.lr);
+        // The same head, factors and batches: the forms compute the same function, so the
+        // first period's mean loss agrees to float rounding.
+        let (w, t) = (twin.loss_curve[0], b.loss_curve[0]);
+        assert!(
+            (w - t).abs() <= 1e-4 * w.abs(),
+            "{}: first-period loss {t} vs weight-space {w}",
+            b.id
+        );
     }
     for task in plan.tasks() {
         let svg =

@@ -100,7 +100,13 @@ pub fn probe(plan: &Plan, steps: usize, device: &Device) -> Result<Throughput> {
         let layers = plan_ranks(variant, rank, &cnn.geometries(), "blocks.");
         let adapted = with_adapters(&base, variant, &layers, false)?;
         if variant == ConvVariant::Hf {
-            let bypass = with_bypass(base.clone(), &adapted, variant, device)?;
+            let bypass = with_bypass(
+                base.clone(),
+                &adapted,
+                variant,
+                lora_conv::ForwardMode::Bypass,
+                device,
+            )?;
             train.push(("hf-bypass".into(), time_steps(bypass, plan, steps, device)));
         }
         train.push((
@@ -154,7 +160,9 @@ pub fn estimate(plan: &Plan, t: &Throughput, pretrained_cached: bool) -> f64 {
         let per_final = plan.steps as f64 / rate(cell.method, false)
             + (evals(plan.steps) * plan.val_examples + plan.test_examples) as f64 / t.inference;
         seconds += plan.seeds.len() as f64 * per_final;
-        if plan.has_bypass(&cell) {
+        if plan.has_twins(&cell) {
+            // The bypass twin at the bypass rate, the auto twin at the weight-space rate.
+            seconds += plan.seeds.len() as f64 * per_final;
             seconds += plan.seeds.len() as f64
                 * (plan.steps as f64 / rate(cell.method, true)
                     + (evals(plan.steps) * plan.val_examples + plan.test_examples) as f64

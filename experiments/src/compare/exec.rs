@@ -2,12 +2,15 @@
 
 use burn::nn::conv::Conv2d;
 use burn::tensor::Device;
+use lora_conv::ForwardMode;
 
 use super::data::Mnist;
 use super::plan::{Method, Phase, Plan, Spec};
 use crate::data::Images;
 use crate::error::Result;
-use crate::methods::{freeze, plan_ranks, share_of_adapted, with_adapters, with_bypass};
+use crate::methods::{
+    freeze, materialize, plan_ranks, share_of_adapted, with_adapters, with_bypass,
+};
 use crate::model::Cnn;
 use crate::record::{LayerRank, RunRecord};
 use crate::train::{
@@ -47,6 +50,7 @@ pub fn run_spec(cx: &Context<'_>, spec: &Spec) -> Result<RunRecord> {
     // Seed k: the same head (and, for adapters, the same initial factors) for every method.
     device.seed(1000 + spec.seed);
     let head = cnn.head(device);
+    materialize(&head);
     let with_head = || Cnn {
         head: head.clone(),
         ..cx.base.clone()
@@ -59,6 +63,7 @@ pub fn run_spec(cx: &Context<'_>, spec: &Spec) -> Result<RunRecord> {
     match cell.method {
         Method::Scratch => {
             let body = cnn.init(device);
+            materialize(&body);
             fit(cx, setup(vec![]), Cnn { head, ..body })
         }
         Method::Full => fit(cx, setup(vec![]), with_head()),
@@ -81,14 +86,30 @@ pub fn run_spec(cx: &Context<'_>, spec: &Spec) -> Result<RunRecord> {
                 "blocks.",
             );
             let adapted = with_adapters(&with_head(), variant, &layers, train_norm)?;
-            if spec.bypass {
-                for l in &mut layers {
-                    "bypass".clone_into(&mut l.forward);
-                }
-                let model = with_bypass(cx.base.clone(), &adapted, variant, device)?;
-                fit(cx, setup(layers), model)
-            } else {
+            if spec.form == ForwardMode::WeightSpace {
                 fit(cx, setup(layers), adapted)
+            } else {
+                let model = with_bypass(cx.base.clone(), &adapted, variant, spec.form, device)?;
+                // The form each conv runs while training on a full batch (`auto` decides per
+                // call from the input's batch and spatial size; the first conv's input, the
+                // image, needs no gradient, every later one does).
+                let train_len = cx.mnist.train_set(cell.setting, spec.seed).len();
+                let batch = plan.batch_size.min(train_len).max(1);
+                let sizes = cnn.conv_input_sizes([28, 28]);
+                for (i, ((l, block), (cin, _))) in layers
+                    .iter_mut()
+                    .zip(&model.blocks)
+                    .zip(cnn.channels())
+                    .enumerate()
+                {
+                    let [h, w] = sizes[i];
+                    l.forward = block
+                        .conv
+                        .form(&[batch, cin, h, w], true, i > 0)
+                        .name()
+                        .to_string();
+                }
+                fit(cx, setup(layers), model)
             }
         }
     }

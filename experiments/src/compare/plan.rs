@@ -1,7 +1,7 @@
 //! What `compare` runs: the plan, its cells of (setting, method, rank), and each cell's
 //! learning-rate sweep and final runs.
 
-use lora_conv::ConvVariant;
+use lora_conv::{ConvVariant, ForwardMode};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ExpError, Result};
@@ -59,8 +59,8 @@ pub struct Plan {
     /// Seeds of the final runs; seed k gives every method the same data order, training subset,
     /// head init and adapter init.
     pub seeds: Vec<u64>,
-    /// Rank whose adapters also run in bypass form (first setting), sharing the weight-space
-    /// run's initial factors.
+    /// Rank whose adapters also run in bypass and in auto form (first setting), sharing the
+    /// weight-space run's initial factors, so that the rows differ only in the form.
     pub timing_rank: Option<usize>,
     /// Learning-rate grid of `scratch` and `full`.
     pub lr_grid_dense: Vec<f64>,
@@ -284,7 +284,7 @@ impl Plan {
             .map(|&lr| Spec {
                 phase: Phase::Sweep,
                 cell: *cell,
-                bypass: false,
+                form: ForwardMode::WeightSpace,
                 seed: SWEEP_SEED,
                 lr,
                 steps: self.sweep_steps(),
@@ -293,26 +293,27 @@ impl Plan {
             .collect()
     }
 
-    /// Whether a cell also runs in bypass form.
-    pub fn has_bypass(&self, cell: &Cell) -> bool {
+    /// Whether a cell also runs in bypass and auto form.
+    pub fn has_twins(&self, cell: &Cell) -> bool {
         cell.method.is_adapter()
             && cell.rank.is_some()
             && cell.rank == self.timing_rank
             && self.settings.first() == Some(&cell.setting)
     }
 
-    /// The final runs of a cell at the chosen rate: one per seed, plus the bypass twins.
+    /// The final runs of a cell at the chosen rate: one per seed, plus the bypass and auto
+    /// twins.
     pub fn final_specs(&self, cell: &Cell, choice: &(f64, LrChoice)) -> Vec<Spec> {
         let mut out = Vec::new();
         for &seed in &self.seeds {
-            for bypass in [false, true] {
-                if bypass && !self.has_bypass(cell) {
+            for form in ForwardMode::ALL {
+                if form != ForwardMode::WeightSpace && !self.has_twins(cell) {
                     continue;
                 }
                 out.push(Spec {
                     phase: Phase::Final,
                     cell: *cell,
-                    bypass,
+                    form,
                     seed,
                     lr: choice.0,
                     steps: self.steps,
@@ -325,7 +326,7 @@ impl Plan {
 
     /// Runs of a cell, sweep included.
     pub fn run_count(&self, cell: &Cell) -> usize {
-        self.grid(cell.method).len() + self.seeds.len() * if self.has_bypass(cell) { 2 } else { 1 }
+        self.grid(cell.method).len() + self.seeds.len() * if self.has_twins(cell) { 3 } else { 1 }
     }
 
     /// The report's opening paragraphs.
@@ -463,8 +464,9 @@ pub struct Spec {
     pub phase: Phase,
     /// The cell.
     pub cell: Cell,
-    /// Bypass form (adapters).
-    pub bypass: bool,
+    /// The forward form of the adapters: weight-space (`lora_core::attach`), or a
+    /// `lora_conv::LoraConv` in bypass or auto form holding the same initial factors.
+    pub form: ForwardMode,
     /// Seed.
     pub seed: u64,
     /// Learning rate.
@@ -481,12 +483,9 @@ impl Spec {
         task_name(self.cell.setting)
     }
 
-    /// `weight` or `bypass` for adapters.
+    /// `weight`, `bypass` or `auto` for adapters.
     pub fn forward(&self) -> Option<&'static str> {
-        self.cell
-            .method
-            .is_adapter()
-            .then_some(if self.bypass { "bypass" } else { "weight" })
+        self.cell.method.is_adapter().then_some(self.form.name())
     }
 
     /// The unique key of the run in `runs.jsonl`.

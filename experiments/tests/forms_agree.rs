@@ -1,0 +1,134 @@
+//! The compare CNN with conv adapters in weight-space form (`lora_core::attach`) and in
+//! `LoraConv` form (bypass and auto) from the same initial factors: the same logits, and the
+//! same after training steps, so that the bypass and auto rows of `compare` differ from the
+//! weight-space rows only in the form.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use experiments::methods::{plan_ranks, with_adapters, with_bypass};
+use experiments::model::{CnnConfig, Conv2dLike};
+use experiments::train::{Classifier, cross_entropy};
+use lora_conv::{ConvVariant, ForwardMode};
+use lora_core::testing::{Tol, assert_close};
+
+fn train<M: Classifier<4>>(mut model: M, x: &Tensor<4>, y: &Tensor<1, Int>, steps: usize) -> M {
+    let mut optim = AdamConfig::new().init();
+    for _ in 0..steps {
+        let loss = cross_entropy(model.logits(x.clone()), y.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    model
+}
+
+fn logits<C: Conv2dLike>(model: &experiments::model::Cnn<C>, x: &Tensor<4>) -> Tensor<2> {
+    model.forward(x.clone())
+}
+
+#[test]
+fn weight_space_bypass_and_auto_agree_on_the_cnn() {
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    let cnn = CnnConfig {
+        pool_after: vec![0, 2],
+        ..CnnConfig::vgg([8, 8, 16, 16, 32], 10)
+    };
+    let base = cnn.init(&device);
+    let x = Tensor::<4>::random([16, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+    let labels: Vec<i64> = (0..16).map(|i| i % 10).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [16]), &device);
+    for variant in [ConvVariant::Hf, ConvVariant::Tucker2, ConvVariant::Cp] {
+        let layers = plan_ranks(variant, 4, &cnn.geometries(), "blocks.");
+        let weight = with_adapters(&base, variant, &layers, false).unwrap();
+        for mode in [ForwardMode::Bypass, ForwardMode::Auto] {
+            let other = with_bypass(base.clone(), &weight, variant, mode, &device).unwrap();
+            let tol = Tol {
+                rel: 1e-4,
+                abs: 1e-5,
+            };
+            let what = format!("{variant:?} {mode}");
+            assert_eq!(
+                lora_core::param_counts(&weight).trainable,
+                lora_core::param_counts(&other).trainable,
+                "{what}"
+            );
+            assert_close(
+                logits(&weight, &x),
+                logits(&other, &x),
+                tol,
+                &format!("{what}: at init"),
+            );
+            let (w, o) = (train(weight.clone(), &x, &y, 3), train(other, &x, &y, 3));
+            assert_close(
+                logits(&w, &x),
+                logits(&o, &x),
+                tol,
+                &format!("{what}: after 3 Adam steps"),
+            );
+            let _ = (w.valid(), o.valid());
+        }
+    }
+}
+
+/// The same through the experiments' training loop: seeded batches of a data set, evaluation
+/// periods, checkpoint selection.
+#[test]
+fn training_loop_gives_the_same_curves() {
+    use experiments::data::Images;
+    use experiments::train::{Metric, TrainConfig, train as fit};
+    let device = Device::flex().autodiff();
+    device.seed(6);
+    let cnn = CnnConfig {
+        pool_after: vec![0, 2],
+        ..CnnConfig::vgg([8, 8, 16, 16, 32], 10)
+    };
+    let base = cnn.init(&device);
+    let n = 200;
+    let data = Images {
+        pixels: (0..n * 784)
+            .map(|i| ((i * 7919) % 257) as f32 / 128.0 - 1.0 + (i / 784 % 10) as f32 * 0.1)
+            .collect(),
+        dims: vec![28, 28],
+        labels: (0..n).map(|i| i % 10).collect(),
+    };
+    let config = TrainConfig {
+        steps: 20,
+        batch_size: 32,
+        lr: 1e-2,
+        seed: 3,
+        evals: 2,
+    };
+    for variant in [ConvVariant::Tucker2, ConvVariant::Cp] {
+        let layers = plan_ranks(variant, 4, &cnn.geometries(), "blocks.");
+        let weight = with_adapters(&base, variant, &layers, false).unwrap();
+        let other =
+            with_bypass(base.clone(), &weight, variant, ForwardMode::Auto, &device).unwrap();
+        let a = fit::<4, _>(
+            weight,
+            &data,
+            Some((&data, Metric::Accuracy)),
+            &config,
+            &device,
+            "w",
+        );
+        let b = fit::<4, _>(
+            other,
+            &data,
+            Some((&data, Metric::Accuracy)),
+            &config,
+            &device,
+            "a",
+        );
+        for (x, y) in a.loss_curve.iter().zip(&b.loss_curve) {
+            assert!(
+                (x - y).abs() < 1e-4 * x.abs().max(1.0),
+                "{variant:?}: {:?} vs {:?}",
+                a.loss_curve,
+                b.loss_curve
+            );
+        }
+    }
+}
