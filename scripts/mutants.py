@@ -6,20 +6,24 @@ script applies it, runs the integration tests of the three crates, and takes it 
 the reverse edit, so concurrent edits elsewhere in the file survive). A mutant is killed when a
 test fails, unviable when it does not compile.
 
-Usage: scripts/mutants.py [ID...]   (default: all). Results go to stdout, one line a mutant.
+Usage: MUTANTS_ROOT=<copy of the tree> scripts/mutants.py [--baseline | ID...]   (default:
+all). Results go to stdout, one line a mutant. Use a copy: while a mutant is in, anyone
+building the tree builds the mutant.
 """
 import os
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Run it on a copy of the tree (MUTANTS_ROOT), not on a working tree that others build.
+ROOT = os.environ.get("MUTANTS_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = [
     # lora-core
     "testing_helpers", "numerical_safety", "linear_lora", "peft_linear", "training",
+    "half_precision", "safetensors_dtypes",
     # lora-conv
     "geometry_grid", "rank_limit", "whole_model", "fixtures", "same_training", "bad_inputs",
-    "fuzz_readers", "properties", "recompose", "forward_modes",
+    "fuzz_readers", "properties", "recompose", "forward_modes", "bounds_properties",
     # lora-3d (bad_inputs and properties above too)
     "adapters", "per_slice", "errors",
 ]
@@ -114,7 +118,7 @@ MUTANTS = [
      "c.saturating_mul(k.saturating_sub(1)).saturating_sub(1) / k.max(1)", "c.saturating_mul(k.saturating_sub(1)) / k.max(1)",
      "Tucker-2 below HF off by one"),
     ("geometry-groups", "lora-conv/src/geometry.rs",
-     "            || !self.in_channels.is_multiple_of(self.groups)\n", "\n",
+     "|| !self.in_channels.is_multiple_of(self.groups)", "|| !self.in_channels.is_multiple_of(1)",
      "validate accepts groups that do not divide in_channels"),
     ("in-per-group", "lora-conv/src/geometry.rs",
      "        self.in_channels / self.groups.max(1)", "        self.in_channels",
@@ -166,9 +170,13 @@ MUTANTS = [
 
 def run_tests():
     cmd = ["cargo", "test", "--workspace", "--features", "lora-core/wgpu", "--no-fail-fast"]
-    for t in TESTS:
+    tests = os.environ.get("MUTANTS_TESTS", "").split() or TESTS
+    for t in tests:
         cmd += ["--test", t]
-    env = dict(os.environ, CARGO_TARGET_DIR=os.path.expanduser("~/.cache/lora-target"))
+    # Its own target dir (MUTANTS_TARGET, e.g. a copy of the shared one): cargo does not key
+    # workspace members by path, so a shared dir would hand mutant builds to other trees.
+    target = os.environ.get("MUTANTS_TARGET") or os.path.expanduser("~/.cache/lora-target")
+    env = dict(os.environ, CARGO_TARGET_DIR=target)
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     out = p.stdout + p.stderr
     if "could not compile" in out:
