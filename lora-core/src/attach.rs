@@ -133,7 +133,11 @@ impl ModuleVisitor for Scanner {
 /// # Errors
 /// - [`LoraError::InvalidPattern`] for a pattern that does not compile;
 /// - [`LoraError::UnmatchedPattern`] for a pattern that matches nothing;
+/// - [`LoraError::ExcludedByTensorRank`] when the target patterns match only parameters whose
+///   tensor rank is not in `tensor_ranks` (e.g. conv kernels with the linear default `[2]`);
 /// - [`LoraError::AlreadyAdapted`] if the model is already reparameterized;
+/// - [`LoraError::ShapeMismatch`] when an adapter's update `ΔW` does not have its weight's
+///   exact shape (`W + ΔW` would otherwise broadcast);
 /// - whatever the factory returns for a targeted weight (bad rank, unsupported geometry).
 pub fn attach<M, F>(model: &M, config: &LoraConfig, factory: &F) -> Result<M>
 where
@@ -167,6 +171,29 @@ where
         }
     }
     if targets.is_empty() {
+        // Patterns that did match, on tensors of another rank: say that, not "matched nothing".
+        let by_pattern: Vec<&ParamInfo> = params
+            .iter()
+            .filter(|p| config.targets.iter().any(|t| t.matches(&p.path)))
+            .collect();
+        if !by_pattern.is_empty() {
+            let mut ranks: Vec<usize> = by_pattern.iter().map(|p| p.shape.len()).collect();
+            ranks.sort_unstable();
+            ranks.dedup();
+            let mut matched: Vec<String> = by_pattern
+                .iter()
+                .take(6)
+                .map(|p| format!("{} {:?}", p.path, p.shape))
+                .collect();
+            if by_pattern.len() > 6 {
+                matched.push(format!("and {} more", by_pattern.len() - 6));
+            }
+            return Err(LoraError::ExcludedByTensorRank {
+                matched: matched.join(", "),
+                ranks,
+                allowed: config.tensor_ranks().to_vec(),
+            });
+        }
         return Err(LoraError::UnmatchedPattern {
             field: "targets".into(),
             pattern: config
@@ -181,11 +208,33 @@ where
     let mut adapters = HashMap::with_capacity(targets.len());
     for p in targets {
         let adapter = factory.build(&p.path, &p.shape, &config.spec(&p.path), &p.device)?;
+        // `W + ΔW` would broadcast a ΔW of another shape silently: check it once here.
+        let update = update_shape(&adapter, p.shape.len());
+        if update.as_deref() != Some(p.shape.as_slice()) {
+            return Err(LoraError::ShapeMismatch {
+                path: format!("{} (the adapter's update)", p.path),
+                expected: p.shape.clone(),
+                actual: update.unwrap_or_default(),
+            });
+        }
         adapters.insert(p.path.clone(), (adapter, p.device.clone()));
     }
     Ok(model
         .clone()
         .apply_reparameterization(Injector { adapters, config }))
+}
+
+/// The shape of `adapter.delta_weight()` at tensor rank `rank` (1 to 6; `None` beyond).
+fn update_shape<A: Adapter>(adapter: &A, rank: usize) -> Option<Vec<usize>> {
+    macro_rules! at_rank {
+        ($($d:literal),*) => {
+            match rank {
+                $($d => Some(adapter.delta_weight::<$d>().dims().to_vec()),)*
+                _ => None,
+            }
+        };
+    }
+    at_rank!(1, 2, 3, 4, 5, 6)
 }
 
 fn known_paths(params: &[ParamInfo]) -> String {

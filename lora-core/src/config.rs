@@ -116,6 +116,11 @@ impl CompiledConfig {
         self.tensor_ranks.contains(&tensor_rank) && self.targets.iter().any(|p| p.matches(path))
     }
 
+    /// `tensor_ranks` of the config.
+    pub(crate) fn tensor_ranks(&self) -> &[usize] {
+        &self.tensor_ranks
+    }
+
     /// Whether the non-adapted parameter at `path` stays trainable.
     pub(crate) fn is_trainable(&self, path: &str) -> bool {
         self.trainable.iter().any(|p| p.matches(path))

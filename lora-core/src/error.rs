@@ -127,6 +127,21 @@ pub enum LoraError {
         /// What is wrong, naming the field and its value.
         reason: String,
     },
+    /// The target patterns matched parameters, but none whose tensor rank the config adapts
+    /// (`tensor_ranks`), so nothing would be adapted.
+    #[error(
+        "the `targets` patterns matched {matched}, but their tensor ranks {ranks:?} are not in \
+         tensor_ranks {allowed:?}; nothing would be adapted (conv kernels have rank 3, 4 or 5: \
+         use lora_conv::conv_config or LoraConfig::with_tensor_ranks)"
+    )]
+    ExcludedByTensorRank {
+        /// A few of the matched parameter paths, with their shapes.
+        matched: String,
+        /// The tensor ranks of the matched parameters.
+        ranks: Vec<usize>,
+        /// `tensor_ranks` of the config.
+        allowed: Vec<usize>,
+    },
     /// Reading or parsing an external file failed.
     #[error("{path}: {reason}")]
     Io {
