@@ -19,7 +19,7 @@ use crate::compare::data::{load_fashion, pretrained, require_fashion_train};
 use crate::compare::plan::{Overrides, PretrainPlan, SWEEP_SEED};
 use crate::compare::{self, check_out};
 use crate::data::Images;
-use crate::data::brain::{BrainSplit, LOBES, PatchConfig, load};
+use crate::data::brain::{BrainLabel, BrainSplit, PatchConfig, load};
 use crate::error::{ExpError, Result};
 use crate::methods::{materialize, plan_ranks, share_of_adapted, with_adapters};
 use crate::model::{Cnn, CnnConfig};
@@ -29,9 +29,6 @@ use crate::train::{
     Classifier, Metric, TrainConfig, confusion, peak_memory_bytes, predict, reset_peak_memory,
     train,
 };
-
-/// The task name.
-pub const TASK: &str = "brain-lobes";
 
 /// Everything that decides the numbers of an `inflate3d` run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +77,7 @@ impl Plan {
                     factor: 2,
                     stride: 8,
                     mirror_test: true,
+                    label: BrainLabel::Lobe,
                 },
                 depth: 3,
                 ranks: vec![2],
@@ -101,6 +99,7 @@ impl Plan {
                     factor: 2,
                     stride: 4,
                     mirror_test: true,
+                    label: BrainLabel::Lobe,
                 },
                 depth: 3,
                 ranks: vec![2, 8],
@@ -152,10 +151,20 @@ impl Plan {
         self.pretrain.cnn.check().map_err(ExpError::Input)
     }
 
-    /// The CNN with a lobe head.
+    /// The task name in results (`brain-lobes` or `brain-tissue`).
+    pub fn task(&self) -> &'static str {
+        self.patches.label.task()
+    }
+
+    /// The class names of the label.
+    pub fn classes(&self) -> &'static [&'static str] {
+        self.patches.label.classes()
+    }
+
+    /// The CNN with a head for the label's classes.
     pub fn cnn(&self) -> CnnConfig {
         CnnConfig {
-            classes: LOBES.len(),
+            classes: self.classes().len(),
             ..self.pretrain.cnn.clone()
         }
     }
@@ -283,8 +292,8 @@ pub fn centre_slices(volumes: &Images) -> Images {
     }
 }
 
-fn class_counts(set: &Images) -> Vec<usize> {
-    let mut counts = vec![0; LOBES.len()];
+fn class_counts(set: &Images, classes: usize) -> Vec<usize> {
+    let mut counts = vec![0; classes];
     for &l in &set.labels {
         if l < counts.len() {
             counts[l] += 1;
@@ -349,9 +358,16 @@ struct Spec {
     lr_choice: Option<LrChoice>,
 }
 
-fn spec_id(phase: &str, method: Method, rank: Option<usize>, seed: u64, lr: Option<f64>) -> String {
+fn spec_id(
+    task: &str,
+    phase: &str,
+    method: Method,
+    rank: Option<usize>,
+    seed: u64,
+    lr: Option<f64>,
+) -> String {
     let base = format!(
-        "{phase}/{TASK}/{}/r{}/s{seed}",
+        "{phase}/{task}/{}/r{}/s{seed}",
         method.name(),
         rank.map_or("-".into(), |r| r.to_string())
     );
@@ -460,7 +476,7 @@ fn fit<const N: usize, M: Classifier<N>>(
     let final_run = spec.phase == "final";
     let (test_accuracy, recall, matrix) = if final_run {
         let pred = predict::<N, M>(&trained.model, test, cx.device);
-        let (recall, matrix) = confusion(&pred, &test.labels, LOBES.len());
+        let (recall, matrix) = confusion(&pred, &test.labels, cx.plan.classes().len());
         (
             Metric::Balanced.score(&pred, &test.labels),
             Some(recall),
@@ -473,7 +489,7 @@ fn fit<const N: usize, M: Classifier<N>>(
     Ok(RunRecord {
         id: spec.id.clone(),
         phase: spec.phase.into(),
-        task: TASK.into(),
+        task: cx.plan.task().into(),
         method: spec.method.name(),
         rank: spec.rank,
         forward: spec.rank.map(|_| "weight".into()),
@@ -506,12 +522,13 @@ fn fit<const N: usize, M: Classifier<N>>(
     })
 }
 
-fn baseline_record(name: &str, pred: &[usize], data: &BrainData) -> RunRecord {
-    let (recall, matrix) = confusion(pred, &data.test.labels, LOBES.len());
+fn baseline_record(plan: &Plan, name: &str, pred: &[usize], data: &BrainData) -> RunRecord {
+    let (recall, matrix) = confusion(pred, &data.test.labels, plan.classes().len());
+    let task = plan.task();
     RunRecord {
-        id: format!("final/{TASK}/{name}"),
+        id: format!("final/{task}/{name}"),
         phase: "final".into(),
-        task: TASK.into(),
+        task: task.into(),
         method: name.into(),
         rank: None,
         forward: None,
@@ -616,10 +633,11 @@ pub fn run(
         "plan": plan_json,
         "experiment": "inflate3d",
         "device": device_name,
-        "classes": LOBES,
-        "train_class_counts": class_counts(&data.train),
-        "val_class_counts": class_counts(&data.val),
-        "test_class_counts": class_counts(&data.test),
+        "task": plan.task(),
+        "classes": plan.classes(),
+        "train_class_counts": class_counts(&data.train, plan.classes().len()),
+        "val_class_counts": class_counts(&data.val, plan.classes().len()),
+        "test_class_counts": class_counts(&data.test, plan.classes().len()),
         "dropped_midline": data.dropped_midline,
         "dropped_guard": data.dropped_guard,
         "slab_y_mm": [data.slab_y.0, data.slab_y.1],
@@ -636,7 +654,7 @@ pub fn run(
         let maj = majority(&data.train.labels, data.test.len());
         let pos = nearest_centre(&data.train_centres, &data.train.labels, &data.test_centres);
         for (name, pred) in [("majority", maj), ("position-1nn", pos)] {
-            let rec = baseline_record(name, &pred, &data);
+            let rec = baseline_record(plan, name, &pred, &data);
             if !log.has(&rec.id) {
                 eprintln!("{}", report::line(&rec));
                 log.append(rec)?;
@@ -658,7 +676,7 @@ pub fn run(
         let grid = plan.grid(method).to_vec();
         let mut ids = Vec::new();
         for &lr in &grid {
-            let id = spec_id("sweep", method, rank, SWEEP_SEED, Some(lr));
+            let id = spec_id(plan.task(), "sweep", method, rank, SWEEP_SEED, Some(lr));
             ids.push(id.clone());
             if !log.has(&id) {
                 let spec = Spec {
@@ -678,7 +696,7 @@ pub fn run(
         }
         let (lr, choice) = choose(&grid, &ids, &log, plan.sweep_steps());
         for &seed in &plan.seeds {
-            let id = spec_id("final", method, rank, seed, None);
+            let id = spec_id(plan.task(), "final", method, rank, seed, None);
             if !log.has(&id) {
                 let spec = Spec {
                     id,
@@ -721,8 +739,8 @@ pub fn write_report(out: &Path, config: &serde_json::Value, records: &[RunRecord
          on the right hemisphere of the same subject. It says nothing about generalisation to \
          other subjects.\n\n\
          Task: cubic patches of {}³ voxels at {} mm (block-averaged from the 1 mm T1), centres \
-         every {} mm, labelled by the lobe of the AAL region at the centre ({} classes: {}); \
-         background centres dropped. The right-hemisphere patches are mirrored along x, so train \
+         every {} mm at AAL-labelled brain voxels (background centres dropped), labelled {} \
+         ({} classes: {}). The right-hemisphere patches are mirrored along x, so train \
          and test have the same orientation. Patches touching the midline are dropped ({}). \
          Validation: a coronal slab of the left hemisphere (patch centres at world y {} mm, \
          between the {:.0}% and {:.0}% quantiles), with a guard band of one patch side around it \
@@ -743,8 +761,15 @@ pub fn write_report(out: &Path, config: &serde_json::Value, records: &[RunRecord
         p.size,
         p.factor,
         p.stride * p.factor,
-        LOBES.len(),
-        LOBES.join(", "),
+        match p.label {
+            BrainLabel::Lobe => "by the lobe of the AAL region at the centre",
+            BrainLabel::Tissue => {
+                "by local appearance: the tercile of the mean T1 intensity of the central 4³ \
+                 voxels, thresholds from the training patches"
+            }
+        },
+        plan.classes().len(),
+        plan.classes().join(", "),
         config["dropped_midline"],
         config["slab_y_mm"],
         plan.val_slab.0 * 100.0,
@@ -753,12 +778,12 @@ pub fn write_report(out: &Path, config: &serde_json::Value, records: &[RunRecord
         config["train_class_counts"],
         config["val_class_counts"],
         config["test_class_counts"],
-        LOBES.len(),
+        plan.classes().len(),
         cnn.widths,
         config["pretrain_test_accuracy"]
             .as_f64()
             .map_or("?".into(), |a| format!("{a:.4}")),
-        LOBES.len(),
+        plan.classes().len(),
         plan.depth,
         plan.steps,
         plan.batch_size,
@@ -777,16 +802,16 @@ pub fn write_report(out: &Path, config: &serde_json::Value, records: &[RunRecord
             .map(|v| format!("inflated-{v}"))
             .collect(),
         break_even_share: (convs + head) as f64 / base_params_3d(&cnn, plan.depth).max(1) as f64,
-        tasks: vec![TASK.into()],
+        tasks: vec![plan.task().into()],
         config: config.clone(),
     };
     let summary = report::summarize(records, &cx.reference);
-    let extra = brain_sections(&summary, records);
+    let extra = brain_sections(&summary, records, plan.classes());
     report::write_with(out, &cx, records, &extra).map(|_| ())
 }
 
 /// Baselines against the networks, per-class recall and confusion matrices.
-fn brain_sections(summary: &[SummaryRow], records: &[RunRecord]) -> String {
+fn brain_sections(summary: &[SummaryRow], records: &[RunRecord], classes: &[&str]) -> String {
     let mut md = String::from("## Against the baselines\n\n");
     let value = |name: &str| summary.iter().find(|r| r.method == name).map(|r| r.mean);
     let (maj, pos) = (value("majority"), value("position-1nn"));
@@ -825,12 +850,12 @@ fn brain_sections(summary: &[SummaryRow], records: &[RunRecord]) -> String {
         if !decidable {
             md.push_str("\nWith one seed there are no intervals, so whether a network beats the position-only baseline is not decided here.\n");
         } else if !beaten {
-            md.push_str("\n**No network beats the position-only baseline**: on this task the lobe label is predicted at least as well from where a patch is as from what it shows.\n");
+            md.push_str("\n**No network beats the position-only baseline**: on this task the label is predicted at least as well from where a patch is as from what it shows. (`inflate3d --label tissue` labels patches by local appearance instead.)\n");
         }
     }
     md.push_str("\n## Per-class test recall (mean over seeds)\n\n");
-    let _ = writeln!(md, "| method | rank | {} |", LOBES.join(" | "));
-    let _ = writeln!(md, "|---|---|{}", "---|".repeat(LOBES.len()));
+    let _ = writeln!(md, "| method | rank | {} |", classes.join(" | "));
+    let _ = writeln!(md, "|---|---|{}", "---|".repeat(classes.len()));
     for r in summary {
         let runs: Vec<&RunRecord> = records
             .iter()
@@ -841,7 +866,7 @@ fn brain_sections(summary: &[SummaryRow], records: &[RunRecord]) -> String {
                     && x.forward == r.forward
             })
             .collect();
-        let cells: Vec<String> = (0..LOBES.len())
+        let cells: Vec<String> = (0..classes.len())
             .map(|c| {
                 let v: Vec<f64> = runs
                     .iter()
@@ -871,13 +896,13 @@ fn brain_sections(summary: &[SummaryRow], records: &[RunRecord]) -> String {
         "\n## Confusion matrices (test, summed over seeds; rows true, columns predicted)\n\n",
     );
     for r in summary {
-        let mut total = vec![vec![0usize; LOBES.len()]; LOBES.len()];
+        let mut total = vec![vec![0usize; classes.len()]; classes.len()];
         for x in records.iter().filter(|x| {
             x.phase == "final" && x.method == r.method && x.rank == r.rank && x.forward == r.forward
         }) {
             if let Some(m) = &x.confusion {
-                for (i, row) in m.iter().enumerate().take(LOBES.len()) {
-                    for (j, v) in row.iter().enumerate().take(LOBES.len()) {
+                for (i, row) in m.iter().enumerate().take(classes.len()) {
+                    for (j, v) in row.iter().enumerate().take(classes.len()) {
                         total[i][j] += v;
                     }
                 }
@@ -889,13 +914,13 @@ fn brain_sections(summary: &[SummaryRow], records: &[RunRecord]) -> String {
             r.method,
             r.rank.map_or(String::new(), |x| format!(" rank {x}"))
         );
-        let _ = writeln!(md, "| true \\ predicted | {} |", LOBES.join(" | "));
-        let _ = writeln!(md, "|---|{}", "---|".repeat(LOBES.len()));
+        let _ = writeln!(md, "| true \\ predicted | {} |", classes.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---|".repeat(classes.len()));
         for (i, row) in total.iter().enumerate() {
             let _ = writeln!(
                 md,
                 "| {} | {} |",
-                LOBES[i],
+                classes[i],
                 row.iter()
                     .map(usize::to_string)
                     .collect::<Vec<_>>()

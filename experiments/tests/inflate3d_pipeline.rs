@@ -206,6 +206,40 @@ fn shards_merge_into_the_whole_plan_with_baselines() {
     assert!(report.contains("Confusion matrices"), "{report}");
 }
 
+/// `--label tissue`: three appearance classes from the same patches, its own task name.
+#[test]
+fn tissue_label_runs_with_three_classes() {
+    let data = root().join("data");
+    let out = root().join("tissue");
+    let mut args = TINY.to_vec();
+    args.extend(["--label", "tissue"]);
+    ok(inflate3d(&args, &data, &out).output().unwrap());
+    let records = read_runs(&out.join("runs.jsonl")).unwrap();
+    assert!(!records.is_empty());
+    for r in &records {
+        assert_eq!(r.task, "brain-tissue", "{}", r.id);
+        if let Some(confusion) = &r.confusion {
+            assert_eq!(confusion.len(), 3, "{}", r.id);
+        }
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["classes"],
+        serde_json::json!(["dark", "mid", "bright"])
+    );
+    let counts: Vec<u64> = config["train_class_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 3);
+    assert!(counts.iter().all(|&c| c > 0), "terciles: {counts:?}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("local appearance"), "{report}");
+}
+
 /// Each bad input: a clear message, a non-zero exit, no panic, and no training (no records).
 #[test]
 fn bad_input_is_refused_before_training() {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use experiments::cli::{CommonArgs, run_experiment};
+use experiments::data::brain::BrainLabel;
 use experiments::inflate3d::{Plan, run};
 
 #[derive(Parser, Debug)]
@@ -15,10 +16,15 @@ use experiments::inflate3d::{Plan, run};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    /// The patch label: `lobe` (the AAL lobe at the centre, largely a function of position) or
+    /// `tissue` (terciles of the local T1 intensity: local appearance).
+    #[arg(long, default_value = "lobe")]
+    label: BrainLabel,
 }
 
 fn main() -> ExitCode {
-    let common = Args::parse().common;
+    let args = Args::parse();
+    let common = args.common;
     let overrides = match common.overrides() {
         Ok(o) => o,
         Err(e) => {
@@ -26,7 +32,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let plan = Plan::new(common.quick, &overrides);
+    let mut plan = Plan::new(common.quick, &overrides);
+    plan.patches.label = args.label;
     let out = common
         .out
         .clone()

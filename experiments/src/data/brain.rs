@@ -117,6 +117,52 @@ pub fn side(a: f32, b: f32) -> Side {
     }
 }
 
+/// The tissue-appearance classes: terciles of the mean T1 intensity of the central 4³ voxels
+/// (8 mm at 2 mm voxels) of a patch, thresholds from the training hemisphere.
+pub const TISSUES: [&str; 3] = ["dark", "mid", "bright"];
+
+/// What a patch is labelled with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BrainLabel {
+    /// The lobe of the AAL region at the centre ([`LOBES`]): largely a function of position.
+    #[default]
+    Lobe,
+    /// Local appearance ([`TISSUES`]): how bright the T1 is around the centre, as terciles,
+    /// which position alone predicts poorly.
+    Tissue,
+}
+
+impl BrainLabel {
+    /// The class names.
+    pub fn classes(self) -> &'static [&'static str] {
+        match self {
+            BrainLabel::Lobe => &LOBES,
+            BrainLabel::Tissue => &TISSUES,
+        }
+    }
+
+    /// The task name in results.
+    pub fn task(self) -> &'static str {
+        match self {
+            BrainLabel::Lobe => "brain-lobes",
+            BrainLabel::Tissue => "brain-tissue",
+        }
+    }
+}
+
+impl std::str::FromStr for BrainLabel {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "lobe" => Ok(BrainLabel::Lobe),
+            "tissue" => Ok(BrainLabel::Tissue),
+            _ => Err(format!("`{s}`: expected lobe or tissue")),
+        }
+    }
+}
+
 /// How patches are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PatchConfig {
@@ -129,6 +175,10 @@ pub struct PatchConfig {
     /// Mirror the right-hemisphere (test) patches along x, so that train and test patches have
     /// the same orientation (medial on the same side).
     pub mirror_test: bool,
+    /// The label. Patches are cut at the same centres (inside the AAL-labelled brain) for
+    /// either.
+    #[serde(default)]
+    pub label: BrainLabel,
 }
 
 /// Patches of one hemisphere: `[d, h, w] = [z, y, x]`, z-scored with the training statistics.
@@ -223,6 +273,9 @@ pub fn patches(
     let mut left = (Vec::new(), Vec::new());
     let mut right = (Vec::new(), Vec::new());
     let (mut left_centres, mut right_centres) = (Vec::new(), Vec::new());
+    // Mean intensity of each patch's central cube (the tissue label's input).
+    let (mut left_local, mut right_local) = (Vec::new(), Vec::new());
+    let c = half.min(2);
     let mut dropped = 0;
     let stride = config.stride.max(1);
     for cz in (half..=nz.saturating_sub(p - half)).step_by(stride) {
@@ -239,9 +292,9 @@ pub fn patches(
                 let side = side(t1.world(x0, 0, 0)[0], t1.world(x1, 0, 0)[0]);
                 let centre = t1.world(cx * f, cy * f, cz * f);
                 let mirror = side == Side::Right && config.mirror_test;
-                let (target, centres) = match side {
-                    Side::Left => (&mut left, &mut left_centres),
-                    Side::Right => (&mut right, &mut right_centres),
+                let (target, centres, local) = match side {
+                    Side::Left => (&mut left, &mut left_centres, &mut left_local),
+                    Side::Right => (&mut right, &mut right_centres, &mut right_local),
                     Side::Midline => {
                         dropped += 1;
                         continue;
@@ -258,6 +311,17 @@ pub fn patches(
                         }
                     }
                 }
+                let mut sum = 0.0f64;
+                for z in cz - c..cz + c {
+                    for y in cy - c..cy + c {
+                        let row = (z * ny + y) * nx;
+                        sum += small[row + cx - c..row + cx + c]
+                            .iter()
+                            .map(|&v| f64::from(v))
+                            .sum::<f64>();
+                    }
+                }
+                local.push(sum / (8 * c * c * c).max(1) as f64);
                 target.1.push(lobe);
                 centres.push(if mirror {
                     [-centre[0], centre[1], centre[2]]
@@ -266,6 +330,12 @@ pub fn patches(
                 });
             }
         }
+    }
+    if config.label == BrainLabel::Tissue {
+        let [lo, hi] = tercile_thresholds(&left_local);
+        let class = |m: &f64| usize::from(*m >= lo) + usize::from(*m >= hi);
+        left.1 = left_local.iter().map(class).collect();
+        right.1 = right_local.iter().map(class).collect();
     }
     // z-score with the training (left) statistics.
     let n = left.0.len().max(1) as f64;
@@ -294,6 +364,21 @@ pub fn patches(
         train_centres: left_centres,
         test_centres: right_centres,
     }
+}
+
+/// The values at the 1/3 and 2/3 quantiles (lower order statistics) of `values`, so that about
+/// a third of them lie below the first, a third from the first to below the second, and a third
+/// at or above the second (`[inf, inf]` for none).
+pub fn tercile_thresholds(values: &[f64]) -> [f64; 2] {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |k: usize| {
+        sorted
+            .get(k * sorted.len() / 3)
+            .copied()
+            .unwrap_or(f64::INFINITY)
+    };
+    [at(1), at(2)]
 }
 
 /// Block-average a volume by `f` along each axis (x fastest in and out).
@@ -383,6 +468,7 @@ mod tests {
             factor: 1,
             stride: 2,
             mirror_test: false,
+            label: BrainLabel::Lobe,
         };
         let split = patches(&t1, &atlas, &lobes, &config);
         // Per x-centre there are 2x2 (y, z) centres, each a patch.
@@ -415,6 +501,64 @@ mod tests {
         // A reversed voxel x axis gives the same sides (midline patches still dropped).
         assert_eq!(side(-1.0, -10.0), Side::Left);
         assert_eq!(side(1.0, -1.0), Side::Midline);
+    }
+
+    /// Tissue labels: terciles of the central cube's mean intensity, thresholds from the
+    /// training side only, the same patch centres as the lobe labels.
+    #[test]
+    fn tissue_labels_are_training_terciles_of_local_intensity() {
+        assert_eq!(
+            tercile_thresholds(&[5.0, 1.0, 3.0, 2.0, 6.0, 4.0]),
+            [3.0, 5.0]
+        );
+        assert_eq!(tercile_thresholds(&[]), [f64::INFINITY; 2]);
+        // 12 x 2 x 6 voxels, world x = voxel x - 6; patches of 2 (the central cube is the
+        // whole patch), stride 2: x-centres 1, 3, 5 left, 7 midline, 9, 11 right; z-centres
+        // 1, 3, 5. The intensity is 10·z + x, so a patch's mean grows with its z-centre.
+        let dims = [12, 2, 6];
+        let affine = [
+            [1.0, 0.0, 0.0, -6.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ];
+        let n = 12 * 2 * 6;
+        let t1 = Volume {
+            dims,
+            data: (0..n).map(|i| (10 * (i / 24) + i % 12) as f32).collect(),
+            affine,
+        };
+        let atlas = Volume {
+            dims,
+            data: vec![1.0; n],
+            affine,
+        };
+        let lobes = HashMap::from([(1, 0)]);
+        let config = PatchConfig {
+            size: 2,
+            factor: 1,
+            stride: 2,
+            mirror_test: true,
+            label: BrainLabel::Tissue,
+        };
+        let split = patches(&t1, &atlas, &lobes, &config);
+        let lobe = patches(
+            &t1,
+            &atlas,
+            &lobes,
+            &PatchConfig {
+                label: BrainLabel::Lobe,
+                ..config
+            },
+        );
+        assert_eq!(split.train.pixels, lobe.train.pixels, "same patches");
+        assert!(lobe.train.labels.iter().all(|&l| l == 0));
+        // Training means are 10·(z - 0.5) + (x - 0.5): 5.5, 7.5, 9.5 at z-centre 1, 25.5,
+        // 27.5, 29.5 at 3, 45.5, 47.5, 49.5 at 5; the thresholds are 25.5 and 45.5, so one
+        // class per z-centre.
+        assert_eq!(split.train.labels, vec![0, 0, 0, 1, 1, 1, 2, 2, 2]);
+        // Test patches (x-centres 9, 11) are brighter than their row's training patches but
+        // below the next row's: the same class per z-centre, by the training thresholds.
+        assert_eq!(split.test.labels, vec![0, 0, 1, 1, 2, 2]);
     }
 
     #[test]
