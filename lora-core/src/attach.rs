@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor};
 use crate::adapter::{Adapter, AdapterSpec, LoraParam};
 use crate::config::{CompiledConfig, LoraConfig};
 use crate::linear::LinearAdapter;
+use crate::merge::MAX_MERGE_RANK;
 use crate::{LoraError, Result};
 
 /// Builds the adapter for one targeted weight.
@@ -207,6 +208,16 @@ where
     }
     let mut adapters = HashMap::with_capacity(targets.len());
     for p in targets {
+        if p.shape.len() > MAX_MERGE_RANK {
+            return Err(LoraError::UnsupportedGeometry {
+                path: p.path.clone(),
+                reason: format!(
+                    "adapters handle weights of tensor rank 1 to {MAX_MERGE_RANK} (merge and \
+                     unmerge are written for those); this one has shape {:?}",
+                    p.shape
+                ),
+            });
+        }
         let adapter = factory.build(&p.path, &p.shape, &config.spec(&p.path), &p.device)?;
         // `W + ΔW` would broadcast a ΔW of another shape silently: check it once here.
         let update = update_shape(&adapter, p.shape.len());

@@ -37,13 +37,42 @@ pub struct AdaptedParam {
     /// Whether its update currently lives in the base.
     pub merged: bool,
     id: ParamId,
+    /// Tensor rank of the weight.
+    rank: usize,
+    /// Whether the reparameterization is ours ([`crate::LoraParam`], recognised by its
+    /// `merged` flag) rather than another one, such as burn's own `apply_lora`/`apply_qlora`.
+    ours: bool,
 }
 
 /// List the adapted weights of a model, with their merge state.
+///
+/// Only this workspace's adapters ([`crate::LoraParam`]) count: a weight that carries another
+/// reparameterization (burn's own `Module::apply_lora` or `apply_qlora`) is not listed, so
+/// [`merge()`] and [`unmerge()`] leave it alone instead of folding its update in a second time.
 pub fn adapted_params<M: Module>(model: &M) -> Vec<AdaptedParam> {
     let mut finder = AdapterFinder::default();
     model.visit(&mut finder);
-    finder.found
+    finder.found.into_iter().filter(|a| a.ours).collect()
+}
+
+/// Merge and unmerge handle weights of tensor rank 1 to 6 (burn's float tensors are
+/// const-generic in their rank, and the type-erased arithmetic is written for those).
+pub(crate) const MAX_MERGE_RANK: usize = 6;
+
+/// [`LoraError::UnsupportedGeometry`] for the first adapted weight of a rank merge cannot
+/// handle, before anything is changed.
+fn refuse_high_rank(adapted: &[AdaptedParam]) -> Result<()> {
+    match adapted.iter().find(|a| a.rank > MAX_MERGE_RANK) {
+        Some(a) => Err(LoraError::UnsupportedGeometry {
+            path: a.path.clone(),
+            reason: format!(
+                "merge and unmerge handle weights of tensor rank 1 to {MAX_MERGE_RANK}; this \
+                 one has rank {}",
+                a.rank
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Whether any weight of the model carries an adapter.
@@ -54,7 +83,7 @@ pub fn has_adapters<M: Module>(model: &M) -> bool {
 #[derive(Default)]
 struct AdapterFinder {
     path: Vec<String>,
-    last_float: Option<(String, ParamId)>,
+    last_float: Option<(String, ParamId, usize)>,
     depth: usize,
     found: Vec<AdaptedParam>,
 }
@@ -63,12 +92,14 @@ impl ModuleVisitor for AdapterFinder {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         if container_type == "Reparameterization" {
             if self.depth == 0
-                && let Some((path, id)) = self.last_float.take()
+                && let Some((path, id, rank)) = self.last_float.take()
             {
                 self.found.push(AdaptedParam {
                     path,
                     merged: false,
                     id,
+                    rank,
+                    ours: false,
                 });
             }
             self.depth += 1;
@@ -85,7 +116,7 @@ impl ModuleVisitor for AdapterFinder {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if self.depth == 0 {
-            self.last_float = Some((self.path.join("."), param.id));
+            self.last_float = Some((self.path.join("."), param.id, D));
         }
     }
 
@@ -95,6 +126,7 @@ impl ModuleVisitor for AdapterFinder {
             && let Some(found) = self.found.last_mut()
         {
             found.merged = flag_is_set(param);
+            found.ours = true;
         }
     }
 }
@@ -106,13 +138,15 @@ impl ModuleVisitor for AdapterFinder {
 ///
 /// # Errors
 /// [`LoraError::NoAdapters`]; [`LoraError::AlreadyMerged`] naming every weight that is already
-/// merged; [`LoraError::NonFiniteUpdate`] naming every weight whose merged value `W + scale·ΔW`
+/// merged; [`LoraError::UnsupportedGeometry`] for a weight of tensor rank above 6;
+/// [`LoraError::NonFiniteUpdate`] naming every weight whose merged value `W + scale·ΔW`
 /// would hold a NaN or an infinity (PEFT's `safe_merge`). Nothing is changed then.
 pub fn merge<M: Module>(model: &M) -> Result<M> {
     let adapted = adapted_params(model);
     if adapted.is_empty() {
         return Err(LoraError::NoAdapters);
     }
+    refuse_high_rank(&adapted)?;
     let merged: Vec<String> = adapted
         .iter()
         .filter(|a| a.merged)
@@ -144,6 +178,7 @@ pub fn unmerge<M: Module>(model: &M) -> Result<M> {
     if adapted.is_empty() {
         return Err(LoraError::NoAdapters);
     }
+    refuse_high_rank(&adapted)?;
     let unmerged: Vec<String> = adapted
         .iter()
         .filter(|a| !a.merged)
@@ -190,6 +225,7 @@ pub fn strip<M: Module>(model: &M) -> Result<M> {
     if adapted.is_empty() {
         return Err(LoraError::NoAdapters);
     }
+    refuse_high_rank(&adapted)?;
     let base = if adapted.iter().any(|a| a.merged) {
         unmerge(model)?
     } else {

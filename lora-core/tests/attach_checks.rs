@@ -93,3 +93,51 @@ fn conv_kernels_under_the_linear_default_are_named_not_called_unmatched() {
     .unwrap_err();
     assert!(matches!(err, LoraError::UnmatchedPattern { .. }), "{err}");
 }
+
+/// burn's own LoRA (`Module::apply_lora`) is a reparameterization too, but not one of ours:
+/// merge must not take it for an adapter and fold its update into the base (the weight would
+/// then be `W + 2·BA` while burn's adapter stays attached).
+#[test]
+fn burns_own_lora_is_not_ours_to_merge() {
+    let device = Device::flex();
+    device.seed(4);
+    let model = Mlp::new(6, 5, 4, &device).apply_lora(burn::module::Lora::new(2, 4.0));
+    assert!(!has_adapters(&model), "burn's LoRA counted as one of ours");
+    assert!(matches!(
+        lora_core::merge(&model).unwrap_err(),
+        LoraError::NoAdapters
+    ));
+    assert!(matches!(
+        lora_core::unmerge(&model).unwrap_err(),
+        LoraError::NoAdapters
+    ));
+}
+
+#[derive(Module, Debug)]
+struct Rank7 {
+    w: burn::module::Param<burn::tensor::Tensor<7>>,
+}
+
+/// Merge and unmerge are written for tensor ranks 1 to 6: a higher-rank target is refused at
+/// attach, naming it (unmerge on it used to write `W + 2·ΔW`).
+#[test]
+fn a_weight_above_rank_six_is_refused_by_name() {
+    let device = Device::flex();
+    let model = Rank7 {
+        w: burn::module::Param::from_tensor(burn::tensor::Tensor::zeros(
+            [2, 2, 1, 1, 1, 1, 2],
+            &device,
+        )),
+    };
+    let config = LoraConfig::new(1, 1.0)
+        .with_targets(vec!["w".into()])
+        .with_tensor_ranks(vec![7]);
+    let err = attach(&model, &config, &LinearFactory).unwrap_err();
+    match &err {
+        LoraError::UnsupportedGeometry { path, reason } => {
+            assert_eq!(path, "w");
+            assert!(reason.contains("rank 1 to 6"), "{err}");
+        }
+        other => panic!("expected UnsupportedGeometry, got {other}"),
+    }
+}
