@@ -16,11 +16,6 @@
 //!   (ResNet-18's 3x3 convs, a 1D and an inflated 3D layer), every form;
 //! - `calibrate` (not criterion): measures the rates of [`lora_conv::CostModel`];
 //! - `memory` (not criterion): the peak memory of one training step per form.
-//!
-//! ```
-//! assert_eq!(benches::SHAPES.len(), 2);
-//! assert_eq!(benches::LAYERS.len(), 6);
-//! ```
 
 pub mod cnn;
 pub mod loops;
