@@ -545,6 +545,70 @@ pub fn plot_svg(
     svg
 }
 
+/// The forward forms side by side: for each adapter cell that also ran in bypass or auto form
+/// (from the same initial factors), mean test accuracy and steps/s per form, and the form each
+/// layer of the auto runs chose. Empty when no twin ran.
+pub fn forms(summary: &[SummaryRow], records: &[RunRecord]) -> String {
+    let twins: Vec<&SummaryRow> = summary
+        .iter()
+        .filter(|r| matches!(r.forward.as_deref(), Some("bypass" | "auto")))
+        .collect();
+    if twins.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## Forward forms\n\nThe same adapters from the same initial factors, run in \
+         weight-space form (`lora_core::attach`), in bypass form and in auto form (per call the \
+         cheaper of the two under `lora_conv::CostModel`); they compute the same function, so \
+         accuracy differs only by float rounding and the forms differ in speed.\n\n\
+         | task | method | rank | form | seeds | test accuracy (mean) | steps/s (mean) | forms per layer (auto) |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    let mut cells: Vec<(&str, &str, Option<usize>)> = Vec::new();
+    for t in &twins {
+        let key = (t.task.as_str(), t.method.as_str(), t.rank);
+        if !cells.contains(&key) {
+            cells.push(key);
+        }
+    }
+    for (task, method, rank) in cells {
+        for r in summary.iter().filter(|r| {
+            r.task == task && r.method == method && r.rank == rank && r.forward.is_some()
+        }) {
+            let form = r.forward.as_deref().unwrap_or("-");
+            let layers = if form == "auto" {
+                records
+                    .iter()
+                    .find(|x| {
+                        x.phase == "final"
+                            && x.task == task
+                            && x.method == method
+                            && x.rank == rank
+                            && x.forward.as_deref() == Some("auto")
+                    })
+                    .map_or("-".into(), |x| {
+                        x.layers
+                            .iter()
+                            .map(|l| l.forward.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+            } else {
+                "-".into()
+            };
+            let _ = writeln!(
+                md,
+                "| {task} | {method} | {} | {form} | {} | {:.4} | {:.2} | {layers} |",
+                rank.map_or("-".into(), |x| x.to_string()),
+                r.n,
+                r.mean,
+                r.steps_per_second
+            );
+        }
+    }
+    md
+}
+
 /// What a report needs besides the records.
 #[derive(Debug, Clone)]
 pub struct ReportContext {
@@ -629,6 +693,7 @@ pub fn write_with(
         md,
         "\nRates chosen at the edge of their grid are marked `(grid edge)`: the best rate may lie outside the grid. {sweeps} sweep runs are in `runs.jsonl` (phase `sweep`), with every run's loss and validation curves.\n"
     );
+    md.push_str(&forms(&summary, records));
     md.push_str(extra);
     md.push_str("\n## Plots\n\nTest accuracy against trainable share (log scale), 95% CI error bars; the dashed line is break-even (adapters as large as the convs they adapt).\n\n");
     for task in &cx.tasks {

@@ -272,6 +272,17 @@ fn records_summary_and_honest_ranks() {
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("Ranks capped below break-even"));
     assert!(report.contains("break-even on this"), "{report}");
+    let forms = report
+        .split("## Forward forms")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no forward-forms section: {report}"));
+    let forms = forms.split("\n## ").next().unwrap();
+    assert_eq!(
+        forms.matches(" | auto | ").count(),
+        3,
+        "one auto row per variant: {forms}"
+    );
+    assert_eq!(forms.matches(" | bypass | ").count(), 3, "{forms}");
     // Bypass and auto twins: the same trainable parameters and seed pairing as their
     // weight-space runs; every layer of a bypass run runs bypass, and an auto run records the
     // form each layer chose.

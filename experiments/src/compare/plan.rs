@@ -344,7 +344,7 @@ impl Plan {
              {} (Adam, constant rate), the validation accuracy measured {} times, and the best \
              validation checkpoint tested (early stopping by checkpoint selection). {} seeds, \
              paired: seed k gives every method the same training subset, data order and head \
-             init.\n\n\
+             init. Adapters run in weight-space form; {}.\n\n\
              Learning rates: each (setting, method, rank) is swept on its own over {:?} (dense) or \
              {:?} (head, adapters), {} steps per sweep run ({}% of the budget), seed {}, scored \
              on the validation split only.\n\n\
@@ -374,6 +374,13 @@ impl Plan {
             self.batch_size,
             self.evals,
             self.seeds.len(),
+            self.timing_rank.map_or(
+                "no rank also runs in bypass or auto form".to_string(),
+                |r| format!(
+                    "at rank {r} on the first setting they also run in bypass and in auto form \
+                     from the same initial factors (see Forward forms)"
+                )
+            ),
             self.lr_grid_dense,
             self.lr_grid_adapter,
             self.sweep_steps(),
