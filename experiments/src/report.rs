@@ -131,7 +131,9 @@ pub fn summarize(records: &[RunRecord], reference: &str) -> Vec<SummaryRow> {
                 }
             }
             let is_reference = first.method == reference && first.forward.is_none();
-            let diff = if is_reference {
+            // Baselines that train nothing (steps 0: majority, position-only) are constants,
+            // not seeds to pair; the brain report compares every network with them instead.
+            let diff = if is_reference || first.steps == 0 {
                 None
             } else {
                 let refs = reference_runs(&first.task);
@@ -751,8 +753,13 @@ mod tests {
         let mut sweep = record("sweep", "full", 99, 0.1);
         sweep.phase = "sweep".into();
         runs.push(sweep);
+        let mut baseline = record("majority", "majority", 0, 0.1);
+        baseline.steps = 0;
+        runs.push(baseline);
         let summary = summarize(&runs, "full");
-        assert_eq!(summary.len(), 3);
+        assert_eq!(summary.len(), 4);
+        assert_eq!(summary[3].method, "majority");
+        assert_eq!(summary[3].diff_vs_full, None, "a baseline is not paired");
         let f = &summary[0];
         assert_eq!((f.method.as_str(), f.n), ("full", 3));
         assert!((f.mean - 0.85).abs() < 1e-12);
