@@ -90,6 +90,15 @@ fn lora_3d_entry_points_refuse_bad_inputs() {
                 .with_depth_padding(3),
         )
     });
+    // The boundary: (kd-1)/2 + 1 is already too much.
+    refuses("mean depth padding 2 > 1", "padding 2", &|| {
+        inflate_with(
+            plain(),
+            InflateOptions::new(3)
+                .with_mode(InflateMode::Mean)
+                .with_depth_padding(2),
+        )
+    });
     refuses(
         "asymmetric padding",
         "top 1, left 1, bottom 0, right 1",

@@ -1,0 +1,49 @@
+//! Variant names: every documented spelling parses to its variant (case, `-` and `_`
+//! ignored), `Display` round-trips, and anything else is `LoraError::UnknownVariant` naming
+//! the string as given.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use lora_conv::ConvVariant;
+use lora_core::LoraError;
+
+#[test]
+fn every_spelling_parses_to_its_variant() {
+    for (names, want) in [
+        (
+            &["hf", "HF", "lora", "LoRA", "locon", "Lo-Con"][..],
+            ConvVariant::Hf,
+        ),
+        (
+            &["tucker2", "Tucker_2", "tucker", "TUCKER"][..],
+            ConvVariant::Tucker2,
+        ),
+        (&["cp", "CP", "cpd", "c_p"][..], ConvVariant::Cp),
+    ] {
+        for name in names {
+            assert_eq!(name.parse::<ConvVariant>().unwrap(), want, "`{name}`");
+        }
+    }
+    for v in ConvVariant::ALL {
+        assert_eq!(v.to_string().parse::<ConvVariant>().unwrap(), v, "{v}");
+        assert_eq!(v.to_string(), v.name());
+    }
+    assert_eq!(
+        ConvVariant::ALL.map(ConvVariant::name),
+        ["hf", "tucker2", "cp"]
+    );
+}
+
+#[test]
+fn other_names_are_unknown_variants_named_as_given() {
+    for name in ["", "tucker3", "Cp2", "h f", "lycoris"] {
+        let err = name.parse::<ConvVariant>().unwrap_err();
+        assert_eq!(
+            err,
+            LoraError::UnknownVariant {
+                name: name.to_string()
+            }
+        );
+        assert!(err.to_string().contains(&format!("`{name}`")), "{err}");
+    }
+}
