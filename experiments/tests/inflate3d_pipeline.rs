@@ -263,6 +263,12 @@ fn bad_input_is_refused_before_training() {
             "missing",
             "fetch-data.sh",
         ),
+        (
+            vec!["--quick", "--train-bn"],
+            data.clone(),
+            "train-bn",
+            "compare option",
+        ),
     ];
     for (args, data, name, message) in cases {
         let out = root().join(format!("bad-{name}"));

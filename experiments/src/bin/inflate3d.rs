@@ -32,6 +32,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if common.train_bn {
+        eprintln!(
+            "error: --train-bn is a compare option; inflate3d's adapters train the head only"
+        );
+        return ExitCode::FAILURE;
+    }
     let mut plan = Plan::new(common.quick, &overrides);
     plan.patches.label = args.label;
     let out = common
