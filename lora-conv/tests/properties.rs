@@ -199,6 +199,30 @@ fn random_tensor<const D: usize>(
     Tensor::from_data(TensorData::new(values, Shape::from(shape)), device)
 }
 
+/// Random values of magnitude between 0.5 and 1 times `std·√3`, with random signs: bounded
+/// away from zero, so that a product of several factors (CP has `2 + d`) cannot make the
+/// update vanishingly small and the non-vacuity checks meaningless.
+fn random_factor<const D: usize>(
+    rng: &mut StdRng,
+    shape: Vec<usize>,
+    std: f32,
+    device: &Device,
+) -> Tensor<D> {
+    let n: usize = shape.iter().product();
+    let half_width = std * 3f32.sqrt();
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            let magnitude = rng.random_range(0.5 * half_width..=half_width);
+            if rng.random_bool(0.5) {
+                magnitude
+            } else {
+                -magnitude
+            }
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, Shape::from(shape)), device)
+}
+
 /// Replace every adapter factor by random values from `rng` (keeping ids and trainability).
 fn randomize_factors<M: Module>(model: M, rng: &mut StdRng, std: f32) -> M {
     struct R<'a> {
@@ -224,7 +248,7 @@ fn randomize_factors<M: Module>(model: M, rng: &mut StdRng, std: f32) -> M {
             let (rng, std) = (&mut *self.rng, self.std);
             param.map(|old| {
                 let require_grad = old.is_require_grad();
-                random_tensor::<D>(rng, old.shape().to_vec(), std, &old.device())
+                random_factor::<D>(rng, old.shape().to_vec(), std, &old.device())
                     .set_require_grad(require_grad)
             })
         }
