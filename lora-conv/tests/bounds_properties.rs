@@ -96,7 +96,10 @@ fn the_generator_covers_the_parameter_space() {
     for d in 1..=3 {
         assert!(all.iter().any(|g| g.kernel.len() == d), "d = {d}");
     }
-    assert!(all.iter().any(|g| g.groups == g.in_channels && g.groups > 1));
+    assert!(
+        all.iter()
+            .any(|g| g.groups == g.in_channels && g.groups > 1)
+    );
     assert!(all.iter().any(|g| g.groups == 2));
     assert!(all.iter().any(|g| g.kernel.iter().all(|&k| k == 1)));
     assert!(all.iter().any(|g| g.kernel.iter().any(|&k| k % 2 == 0)));
