@@ -54,13 +54,13 @@ impl CpAdapter {
     /// Rank 0 or above that cap, non-finite alpha, or a shape that is no conv kernel.
     pub fn new(path: &str, shape: &[usize], spec: &AdapterSpec, device: &Device) -> Result<Self> {
         let (t, c, _) = kernel_parts(path, shape)?;
+        check_kernel(path, shape)?;
         spec.check(
             path,
             shape,
             kernel_rank_limit(ConvVariant::Cp, shape),
             "product of all modes but the largest",
         )?;
-        check_kernel(path, shape)?;
         let r = spec.rank;
         let spatial = shape[2..]
             .iter()

@@ -43,8 +43,8 @@ impl HfAdapter {
     pub fn new(path: &str, shape: &[usize], spec: &AdapterSpec, device: &Device) -> Result<Self> {
         let (t, c, k) = kernel_parts(path, shape)?;
         let limit = kernel_rank_limit(ConvVariant::Hf, shape);
-        spec.check(path, shape, limit, "min(out, in/groups·K)")?;
         check_kernel(path, shape)?;
+        spec.check(path, shape, limit, "min(out, in/groups·K)")?;
         Ok(Self {
             down: input_factor([spec.rank, c * k], c * k, spec, device),
             up: zero_factor([t, spec.rank], device),

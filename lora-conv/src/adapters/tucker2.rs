@@ -46,8 +46,8 @@ impl Tucker2Adapter {
     pub fn new(path: &str, shape: &[usize], spec: &AdapterSpec, device: &Device) -> Result<Self> {
         let (t, c, k) = kernel_parts(path, shape)?;
         let limit = kernel_rank_limit(ConvVariant::Tucker2, shape);
-        spec.check(path, shape, limit, "min(out, in/groups)")?;
         check_kernel(path, shape)?;
+        spec.check(path, shape, limit, "min(out, in/groups)")?;
         let r = spec.rank;
         Ok(Self {
             down: input_factor([r, c], c, spec, device),
