@@ -20,6 +20,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function("base", |b| b.iter(|| base.forward(x.clone()).into_data()));
     let rank = 4;
     for variant in ConvVariant::ALL {
+        // The base again, just before this variant's rows: the report divides by this one.
+        group.bench_function(format!("{variant}-r{rank}-base"), |b| {
+            b.iter(|| base.forward(x.clone()).into_data())
+        });
         // Every conv, with the same per-layer rank caps as the bypass and auto models.
         let config = cnn::attach_config(&base, variant, rank);
         let attached = randomize_adapters(

@@ -17,7 +17,8 @@ use burn::tensor::Tensor;
 /// # Shapes
 /// - `down`: `[r, c·K]`, `up`: `[t, r]` -> `[t, c·K]`
 pub fn hf(down: Tensor<2>, up: Tensor<2>, scale: f64) -> Tensor<2> {
-    up.matmul(down).mul_scalar(scale)
+    // Scaling the small factor saves a pass over the [t, c·K] result.
+    up.mul_scalar(scale).matmul(down)
 }
 
 /// Tucker-2 (LyCORIS `use_tucker`):
@@ -29,11 +30,18 @@ pub fn tucker2(down: Tensor<2>, mid: Tensor<2>, up: Tensor<2>, scale: f64) -> Te
     let [t, r] = up.dims();
     let [_, c] = down.dims();
     let k = mid.dims()[1] / r.max(1);
-    // A[t, q, k] = Σ_p up[t, p] mid[p, q, k]
-    let a = up.matmul(mid).reshape([t, r, k]);
-    // B[t, k, s] = Σ_q A[t, q, k] down[q, s]
-    let b = a.swap_dims(1, 2).matmul(down.unsqueeze::<3>());
-    b.swap_dims(1, 2).reshape([t, c * k]).mul_scalar(scale)
+    // Two plain matmuls; only rank-sized tensors are permuted, never the [t, c·K] result.
+    // M[p, k, s] = Σ_q mid[p, q, k] down[q, s]: one [r·K, r] x [r, c] matmul.
+    let m = mid
+        .reshape([r, r, k])
+        .swap_dims(1, 2)
+        .reshape([r * k, r])
+        .matmul(down);
+    // [p, k, s] -> [p, s, k]; ΔK = (scale·up) · M: one [t, r] x [r, c·K] matmul.
+    let m = m.reshape([r, k, c]).swap_dims(1, 2).reshape([r, c * k]);
+    let out = up.mul_scalar(scale).matmul(m);
+    debug_assert_eq!(out.dims(), [t, c * k]);
+    out
 }
 
 /// CP (Lebedev et al. 2014): `ΔK[t, s, i_1..i_d] = Σ_r U[t, r] · V[s, r] · Π_j F_j[i_j, r]`.
@@ -54,7 +62,7 @@ pub fn cp(up: Tensor<2>, down: Tensor<2>, spatial: &[Tensor<2>], scale: f64) -> 
     let kv = s.dims()[1];
     // VS[r, s, k] = V[s, r] S[r, k]
     let vs = down.transpose().reshape([r, c, 1]) * s.reshape([r, 1, kv]);
-    up.matmul(vs.reshape([r, c * kv]))
-        .mul_scalar(scale)
+    up.mul_scalar(scale)
+        .matmul(vs.reshape([r, c * kv]))
         .reshape([t, c * kv])
 }
