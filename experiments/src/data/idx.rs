@@ -11,8 +11,8 @@ use super::{Images, Result, format_error, read};
 /// data. Returns the sizes and the data. `.gz` files are decompressed.
 ///
 /// # Errors
-/// A missing file, bad gzip, a wrong magic number or a data length that disagrees with the
-/// sizes.
+/// A missing file, bad gzip, a wrong magic number, sizes whose product overflows, or a data
+/// length that disagrees with the sizes.
 pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let raw = read(path)?;
     let bytes = if path.extension().is_some_and(|e| e == "gz") {
@@ -41,7 +41,14 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
             u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
         })
         .collect();
-    let count: usize = dims.iter().product();
+    // Checked: declared sizes can multiply past usize (the count is compared with the bytes
+    // present before anything of that size is allocated).
+    let Some(count) = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) else {
+        return Err(format_error(
+            path,
+            format!("IDX sizes {dims:?} overflow: no file holds that many bytes"),
+        ));
+    };
     if bytes.len() - header != count {
         return Err(format_error(
             path,
