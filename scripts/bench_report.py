@@ -125,7 +125,7 @@ def main():
     # (b) training step of the experiment CNN.
     full = t.get("train/full")
     lines += ["## Training step of the experiment CNN", "",
-              "Forward, backward and Adam on a batch of 64 28x28 images; convs 32-32-64-64-128. "
+              "Forward, backward and Adam on a batch of 64 28x28 images; convs 32-32-64-64-128 with pools after the second and fourth (the op profile's CNN). "
               f"Full fine-tuning: **{fmt(full, 1)} ms** per step. Each cell: ms, and the ratio to full "
               "fine-tuning.", "",
               "| variant | rank | weight-space | bypass | auto | best form / full |",

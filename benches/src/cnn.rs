@@ -10,8 +10,11 @@ use lora_conv::functional::rank_limit;
 use lora_conv::{ConvVariant, ForwardMode, LoraConv, conv_config};
 use lora_core::{AdapterSpec, LoraConfig, Result};
 
-/// The experiments' reference CNN: 3x3 convs 32-32-64-64-128 with BatchNorm and ReLU, 2x2 max
-/// pools after convs 1 and 3, global average pooling, a 10-way linear head.
+/// The CNN of the op profile in `../shared/measurements` (the one PyTorch's step time there was
+/// measured on): 3x3 convs 32-32-64-64-128 with BatchNorm and ReLU, 2x2 max pools after the
+/// second and fourth convs, global average pooling, a 10-way linear head. The experiments'
+/// reference CNN has the same widths but pools after the first and third convs
+/// (`compare --widths 32-32-64-64-128 --pool-after 2,4` runs this one).
 pub fn config() -> CnnConfig {
     CnnConfig::vgg([32, 32, 64, 64, 128], 10)
 }

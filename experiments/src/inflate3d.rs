@@ -471,7 +471,7 @@ fn fit<const N: usize, M: Classifier<N>>(
         &config,
         cx.device,
         &label,
-    );
+    )?;
     let peak = peak_memory_bytes();
     let final_run = spec.phase == "final";
     let (test_accuracy, recall, matrix) = if final_run {

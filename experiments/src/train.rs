@@ -14,6 +14,7 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 
 use crate::data::Images;
+use crate::error::{ExpError, Result};
 use crate::model::{Cnn, Cnn3d, Conv2dLike};
 
 /// A classifier on inputs of rank `N` (`[B, 1, H, W]` or `[B, 1, D, H, W]`).
@@ -175,6 +176,11 @@ pub struct Trained<M> {
 ///
 /// Batch norm layers whose `training` flag is on use batch statistics and update their running
 /// statistics, whether or not their affine parameters are trainable.
+///
+/// # Errors
+/// [`ExpError::Input`], before the first step, for a learning rate that is not a finite
+/// positive number or training data holding a NaN or an infinity (either would poison the
+/// model silently; a run that diverges from finite inputs is recorded as diverged instead).
 pub fn train<const N: usize, M: Classifier<N>>(
     model: M,
     data: &Images,
@@ -182,7 +188,19 @@ pub fn train<const N: usize, M: Classifier<N>>(
     config: &TrainConfig,
     device: &Device,
     what: &str,
-) -> Trained<M> {
+) -> Result<Trained<M>> {
+    if !(config.lr.is_finite() && config.lr > 0.0) {
+        return Err(ExpError::Input(format!(
+            "{what}: learning rate {} must be a finite positive number",
+            config.lr
+        )));
+    }
+    if let Some((i, v)) = data.pixels.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(ExpError::Input(format!(
+            "{what}: training value {i} (example {}) is {v}; the data must be finite",
+            i / data.example_size().max(1)
+        )));
+    }
     let bar = progress(config.steps as u64, what);
     let mut optim = AdamConfig::new().init();
     let mut batches = Batches::new(data.len(), config.batch_size, config.seed);
@@ -252,7 +270,7 @@ pub fn train<const N: usize, M: Classifier<N>>(
         }
     }
     bar.finish_and_clear();
-    out
+    Ok(out)
 }
 
 /// Recall per class `0..classes` (`NaN` for a class absent from `labels`) and the confusion
@@ -387,10 +405,12 @@ mod tests {
         }
     }
 
-    /// A NaN loss (NaN pixels) stops the run at the end of the first evaluation period and
-    /// marks it diverged; finite data runs the whole budget.
+    /// NaN data and a NaN (or non-positive) learning rate are refused before the first step,
+    /// naming the run and the value; a run that diverges from finite inputs (a huge rate) stops
+    /// at the end of the first evaluation period, marked diverged; a sane run takes its whole
+    /// budget.
     #[test]
-    fn nan_loss_stops_the_run_as_diverged() {
+    fn bad_inputs_are_refused_and_divergence_stops_the_run() {
         let device = Device::flex().autodiff();
         device.seed(1);
         let cnn = crate::model::CnnConfig::vgg([2, 2, 2, 2, 2], 3);
@@ -403,18 +423,49 @@ mod tests {
         };
         let val = tiny_set(6, 0.1);
         let val = Some((&val, Metric::Accuracy));
-        let bad = train::<4, _>(
+        let Err(e) = train::<4, _>(
             cnn.init(&device),
             &tiny_set(8, f32::NAN),
             val,
             &config,
             &device,
-            "t",
+            "nan-data",
+        ) else {
+            panic!("NaN data was accepted");
+        };
+        assert!(
+            e.to_string().contains("nan-data") && e.to_string().contains("NaN"),
+            "{e}"
         );
-        assert!(bad.diverged);
+        for lr in [f64::NAN, f64::INFINITY, 0.0, -1e-3] {
+            let Err(e) = train::<4, _>(
+                cnn.init(&device),
+                &tiny_set(8, 0.1),
+                val,
+                &TrainConfig { lr, ..config },
+                &device,
+                "bad-lr",
+            ) else {
+                panic!("learning rate {lr} was accepted");
+            };
+            assert!(
+                e.to_string().contains(&format!("learning rate {lr}")),
+                "{e}"
+            );
+        }
+        let bad = train::<4, _>(
+            cnn.init(&device),
+            &tiny_set(8, 0.1),
+            val,
+            &TrainConfig { lr: 1e30, ..config },
+            &device,
+            "t",
+        )
+        .unwrap();
+        assert!(bad.diverged, "loss curve {:?}", bad.loss_curve);
         assert_eq!(bad.steps_done, 2);
         assert_eq!(bad.loss_curve.len(), 1);
-        assert!(bad.loss_curve[0].is_nan());
+        assert!(!bad.loss_curve[0].is_finite());
         let good = train::<4, _>(
             cnn.init(&device),
             &tiny_set(8, 0.1),
@@ -422,7 +473,8 @@ mod tests {
             &config,
             &device,
             "t",
-        );
+        )
+        .unwrap();
         assert!(!good.diverged);
         assert_eq!(good.steps_done, 6);
         assert_eq!(good.eval_steps, vec![2, 4, 6]);

@@ -113,7 +113,8 @@ fn training_loop_gives_the_same_curves() {
             &config,
             &device,
             "w",
-        );
+        )
+        .unwrap();
         let b = fit::<4, _>(
             other,
             &data,
@@ -121,7 +122,8 @@ fn training_loop_gives_the_same_curves() {
             &config,
             &device,
             "a",
-        );
+        )
+        .unwrap();
         for (x, y) in a.loss_curve.iter().zip(&b.loss_curve) {
             assert!(
                 (x - y).abs() < 1e-4 * x.abs().max(1.0),

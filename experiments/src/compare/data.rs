@@ -206,7 +206,7 @@ pub fn pretrained(
             seed: PRETRAIN_SEED,
             evals: plan.epochs,
         };
-        let trained = train::<4, _>(fresh, &subset, None, &config, device, "pretrain");
+        let trained = train::<4, _>(fresh, &subset, None, &config, device, "pretrain")?;
         if trained.diverged {
             return Err(ExpError::Input(format!(
                 "pretraining diverged (loss {:?}); lower the pretraining rate",

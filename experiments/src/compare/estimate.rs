@@ -50,7 +50,12 @@ fn random_images(n: usize, seed: u64) -> Images {
     }
 }
 
-fn time_steps<M: Classifier<4>>(model: M, plan: &Plan, steps: usize, device: &Device) -> f64 {
+fn time_steps<M: Classifier<4>>(
+    model: M,
+    plan: &Plan,
+    steps: usize,
+    device: &Device,
+) -> Result<f64> {
     let data = random_images(plan.batch_size * 4, 1);
     let config = TrainConfig {
         steps,
@@ -61,9 +66,9 @@ fn time_steps<M: Classifier<4>>(model: M, plan: &Plan, steps: usize, device: &De
     };
     // Warm up (allocations, autotuning), then measure.
     let warm = TrainConfig { steps: 2, ..config };
-    let model = train::<4, M>(model, &data, None, &warm, device, "warm-up").model;
-    let trained = train::<4, M>(model, &data, None, &config, device, "probe");
-    trained.steps_done as f64 / trained.seconds.max(1e-9)
+    let model = train::<4, M>(model, &data, None, &warm, device, "warm-up")?.model;
+    let trained = train::<4, M>(model, &data, None, &config, device, "probe")?;
+    Ok(trained.steps_done as f64 / trained.seconds.max(1e-9))
 }
 
 /// Probe each kind of run for `steps` steps at the plan's CNN and batch.
@@ -81,7 +86,7 @@ pub fn probe(plan: &Plan, steps: usize, device: &Device) -> Result<Throughput> {
     let mut train = vec![
         (
             "full".to_string(),
-            time_steps(base.clone(), plan, steps, device),
+            time_steps(base.clone(), plan, steps, device)?,
         ),
         (
             "head".to_string(),
@@ -93,7 +98,7 @@ pub fn probe(plan: &Plan, steps: usize, device: &Device) -> Result<Throughput> {
                 plan,
                 steps,
                 device,
-            ),
+            )?,
         ),
     ];
     for variant in [ConvVariant::Hf, ConvVariant::Tucker2, ConvVariant::Cp] {
@@ -107,11 +112,11 @@ pub fn probe(plan: &Plan, steps: usize, device: &Device) -> Result<Throughput> {
                 lora_conv::ForwardMode::Bypass,
                 device,
             )?;
-            train.push(("hf-bypass".into(), time_steps(bypass, plan, steps, device)));
+            train.push(("hf-bypass".into(), time_steps(bypass, plan, steps, device)?));
         }
         train.push((
             variant.to_string(),
-            time_steps(adapted, plan, steps, device),
+            time_steps(adapted, plan, steps, device)?,
         ));
     }
     let images = random_images(1024, 2);

@@ -146,7 +146,7 @@ fn fit<M: Classifier<4>>(cx: &Context<'_>, setup: Setup<'_>, model: M) -> Result
         &config,
         cx.device,
         &label,
-    );
+    )?;
     let peak = peak_memory_bytes();
     let test = &cx.mnist.test;
     let test_accuracy = if spec.phase == Phase::Final {

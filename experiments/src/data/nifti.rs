@@ -37,9 +37,15 @@ impl Volume {
 
 /// Read a `.nii` or `.nii.gz` 3-D volume.
 ///
+/// The header is checked against the file's length before the `nifti` crate reads it, so a
+/// truncated file or one that declares a huge volume is refused without allocating the
+/// declared size.
+///
 /// # Errors
-/// A missing or malformed file, or a volume that is not 3-D.
+/// A missing or malformed file (bad header size, dimensions, voxel size or data offset, or less
+/// data than the header declares), or a volume that is not 3-D.
 pub fn read_volume(path: &Path) -> Result<Volume> {
+    check_header(path)?;
     let object = ReaderOptions::new()
         .read_file(path)
         .map_err(|e| format_error(path, format!("cannot read NIfTI: {e}")))?;
@@ -75,6 +81,81 @@ pub fn read_volume(path: &Path) -> Result<Volume> {
         ]
     };
     Ok(Volume { dims, data, affine })
+}
+
+/// Check a NIfTI-1 header (little- or big-endian) against the length of the (decompressed)
+/// file: header size 348, 1 to 7 positive dimensions, a voxel size the datatypes have, a data
+/// offset of at least 348, and enough bytes after it for the declared volume, all in checked
+/// arithmetic.
+fn check_header(path: &Path) -> Result<()> {
+    let raw = super::read(path)?;
+    let bytes = if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut out)
+            .map_err(|e| format_error(path, format!("bad gzip data: {e}")))?;
+        out
+    } else {
+        raw
+    };
+    let bad = |reason: String| Err(format_error(path, reason));
+    if bytes.len() < 348 {
+        return bad(format!(
+            "{} bytes is shorter than a NIfTI-1 header (348)",
+            bytes.len()
+        ));
+    }
+    let le = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == 348;
+    let be = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == 348;
+    if !le && !be {
+        return bad("not a NIfTI-1 file (header size is not 348)".into());
+    }
+    let i16_at = |at: usize| {
+        let b = [bytes[at], bytes[at + 1]];
+        if le {
+            i16::from_le_bytes(b)
+        } else {
+            i16::from_be_bytes(b)
+        }
+    };
+    let f32_at = |at: usize| {
+        let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        if le {
+            f32::from_le_bytes(b)
+        } else {
+            f32::from_be_bytes(b)
+        }
+    };
+    let ndim = i16_at(40);
+    if !(1..=7).contains(&ndim) {
+        return bad(format!("dim[0] = {ndim}: a volume has 1 to 7 dimensions"));
+    }
+    let mut voxels = 1usize;
+    for i in 1..=ndim as usize {
+        let d = i16_at(40 + 2 * i);
+        if d <= 0 {
+            return bad(format!("dim[{i}] = {d}: dimensions must be positive"));
+        }
+        voxels = voxels.saturating_mul(d as usize);
+    }
+    let bitpix = i16_at(72);
+    if ![8, 16, 24, 32, 64, 128, 256].contains(&bitpix) {
+        return bad(format!("bitpix = {bitpix} is not a NIfTI voxel size"));
+    }
+    let offset = f32_at(108);
+    if !(offset.is_finite() && offset >= 348.0 && offset <= bytes.len() as f32) {
+        return bad(format!(
+            "vox_offset = {offset} is not within the {}-byte file",
+            bytes.len()
+        ));
+    }
+    let need = voxels.saturating_mul(bitpix as usize / 8);
+    let have = bytes.len() - offset as usize;
+    if need > have {
+        return bad(format!(
+            "the header declares {need} bytes of voxel data, the file holds {have}"
+        ));
+    }
+    Ok(())
 }
 
 /// Write an uncompressed NIfTI-1 (`.nii`) volume of unsigned bytes with an sform affine (for
