@@ -20,6 +20,12 @@ use lora_conv::{ConvVariant, ForwardMode};
 
 struct Counting;
 
+/// Count `bytes` more as live, raising the peak if the live total passes it.
+fn grew(bytes: usize) {
+    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
@@ -30,8 +36,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: as `System.alloc`.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
+            grew(layout.size());
         }
         ptr
     }
@@ -46,8 +51,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: as `System.alloc_zeroed`.
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
+            grew(layout.size());
         }
         ptr
     }
@@ -57,8 +61,7 @@ unsafe impl GlobalAlloc for Counting {
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            let live = LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size;
-            PEAK.fetch_max(live, Ordering::Relaxed);
+            grew(new_size);
         }
         new
     }
