@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use nifti::{NiftiObject, NiftiVolume, RandomAccessNiftiVolume, ReaderOptions};
+use nifti::{InMemNiftiObject, NiftiObject, NiftiVolume, RandomAccessNiftiVolume};
 
 use super::{Result, format_error};
 
@@ -45,9 +45,8 @@ impl Volume {
 /// A missing or malformed file (bad header size, dimensions, voxel size or data offset, or less
 /// data than the header declares), or a volume that is not 3-D.
 pub fn read_volume(path: &Path) -> Result<Volume> {
-    check_header(path)?;
-    let object = ReaderOptions::new()
-        .read_file(path)
+    let bytes = checked_bytes(path)?;
+    let object = InMemNiftiObject::from_reader(&bytes[..])
         .map_err(|e| format_error(path, format!("cannot read NIfTI: {e}")))?;
     let header = object.header().clone();
     let volume = object.into_volume();
@@ -83,11 +82,11 @@ pub fn read_volume(path: &Path) -> Result<Volume> {
     Ok(Volume { dims, data, affine })
 }
 
-/// Check a NIfTI-1 header (little- or big-endian) against the length of the (decompressed)
-/// file: header size 348, 1 to 7 positive dimensions, a voxel size the datatypes have, a data
-/// offset of at least 348, and enough bytes after it for the declared volume, all in checked
-/// arithmetic.
-fn check_header(path: &Path) -> Result<()> {
+/// The file's bytes (decompressed for `.gz`), once its NIfTI-1 header (little- or big-endian)
+/// has been checked against their length: header size 348, 1 to 7 positive dimensions, a voxel
+/// size the datatypes have, a data offset of at least 348, and enough bytes after it for the
+/// declared volume, all in checked arithmetic.
+fn checked_bytes(path: &Path) -> Result<Vec<u8>> {
     let raw = super::read(path)?;
     let bytes = if path.extension().is_some_and(|e| e == "gz") {
         let mut out = Vec::new();
@@ -155,7 +154,7 @@ fn check_header(path: &Path) -> Result<()> {
             "the header declares {need} bytes of voxel data, the file holds {have}"
         ));
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// Write an uncompressed NIfTI-1 (`.nii`) volume of unsigned bytes with an sform affine (for
