@@ -1,0 +1,108 @@
+//! LoHa (LyCORIS, Hyeon-Woo et al. 2022): the Hadamard product of two low-rank products,
+//! `ΔW = (w1_a · w1_b) ⊙ (w2_a · w2_b)`, or with Tucker cores for conv kernels,
+//! `ΔW = T(t1; w1_a, w1_b) ⊙ T(t2; w2_a, w2_b)` where
+//! `T(t; a, b)[o, i, k] = Σ_p Σ_q a[p, o] · t[p, q, k] · b[q, i]`.
+//!
+//! LyCORIS 4.1.3's `get_merged_weight` for LoHa multiplies by the scale twice; its forward
+//! (and the maths) uses it once. The merge here uses it once.
+
+use lora_conv::functional::recompose;
+
+use super::{Algorithm, Delta, Factors, Site, exactly};
+use crate::error::Result;
+
+/// LoHa: `hada_w{1,2}_a` `[out, r]`, `hada_w{1,2}_b` `[r, in·K]`; with Tucker cores,
+/// `hada_w{1,2}_a` `[r, out]`, `hada_w{1,2}_b` `[r, in]`, `hada_t{1,2}` `[r, r, k..]`.
+#[derive(Debug, Clone, Copy)]
+pub struct LoHa;
+
+const PLAIN: [&str; 4] = ["hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"];
+const TUCKER: [&str; 6] = [
+    "hada_w1_a",
+    "hada_w1_b",
+    "hada_w2_a",
+    "hada_w2_b",
+    "hada_t1",
+    "hada_t2",
+];
+
+impl LoHa {
+    /// One of the two products, `[out, in·K]`, and its full shape when a Tucker core fixes it.
+    fn product(
+        site: Site<'_>,
+        factors: &Factors,
+        which: usize,
+        r: usize,
+    ) -> Result<(burn::tensor::Tensor<2>, Option<Vec<usize>>)> {
+        let a_name = format!("hada_w{which}_a");
+        let b_name = format!("hada_w{which}_b");
+        let a = site.factor(factors, &a_name)?;
+        let b = site.factor(factors, &b_name)?;
+        let t_name = format!("hada_t{which}");
+        match factors.get(&t_name) {
+            None => {
+                if a.shape.len() != 2 || a.shape[1] != r {
+                    return Err(site.shape_error(&a_name, format!("[out, {r}]"), &a.shape));
+                }
+                if b.shape.len() != 2 || b.shape[0] != r {
+                    return Err(site.shape_error(&b_name, format!("[{r}, in·K]"), &b.shape));
+                }
+                Ok((a.matrix(a.shape[0]).matmul(b.matrix(r)), None))
+            }
+            Some(t) => {
+                if a.shape.len() != 2 || a.shape[0] != r {
+                    return Err(site.shape_error(&a_name, format!("[{r}, out]"), &a.shape));
+                }
+                if b.shape.len() != 2 || b.shape[0] != r {
+                    return Err(site.shape_error(&b_name, format!("[{r}, in]"), &b.shape));
+                }
+                if t.shape.len() < 3 || t.shape[0] != r || t.shape[1] != r {
+                    return Err(site.shape_error(&t_name, format!("[{r}, {r}, k..]"), &t.shape));
+                }
+                let mut shape = vec![a.shape[1], b.shape[1]];
+                shape.extend_from_slice(&t.shape[2..]);
+                let m = recompose::tucker2(b.matrix(r), t.matrix(r), a.matrix(r).transpose(), 1.0);
+                Ok((m, Some(shape)))
+            }
+        }
+    }
+}
+
+impl Algorithm for LoHa {
+    fn name(&self) -> &'static str {
+        "loha"
+    }
+
+    fn claims(&self, names: &[&str]) -> bool {
+        exactly(names, &PLAIN) || exactly(names, &TUCKER)
+    }
+
+    fn rank(&self, site: Site<'_>, factors: &Factors) -> Result<usize> {
+        let b = site.factor(factors, "hada_w1_b")?;
+        match b.shape.first() {
+            Some(&r) if r > 0 && b.shape.len() == 2 => Ok(r),
+            _ => Err(site.shape_error("hada_w1_b", "[r, n] with r >= 1", &b.shape)),
+        }
+    }
+
+    fn delta(&self, site: Site<'_>, factors: &Factors) -> Result<Delta> {
+        let r = self.rank(site, factors)?;
+        let (p1, s1) = Self::product(site, factors, 1, r)?;
+        let (p2, s2) = Self::product(site, factors, 2, r)?;
+        if p1.dims() != p2.dims() || s1 != s2 {
+            let actual = factors
+                .get("hada_w2_a")
+                .map(|f| f.shape.clone())
+                .unwrap_or_default();
+            return Err(site.shape_error(
+                "hada_w2_a",
+                format!("a second product of the first one's shape {:?}", p1.dims()),
+                &actual,
+            ));
+        }
+        Ok(Delta {
+            matrix: p1 * p2,
+            shape: s1,
+        })
+    }
+}

@@ -1,0 +1,217 @@
+//! Adapter algorithms, recognised from the factor names of one layer (as LyCORIS does), each
+//! in its own file, each computing its raw update `ΔW` in the adapted weight's PyTorch layout.
+//!
+//! To add an algorithm: implement [`Algorithm`] in one file, then register it with one line,
+//! [`Registry::with`] (from any crate). Recognition, inspection, merging, the DoRA magnitude and
+//! the native format then work for it; the PEFT and LyCORIS writers take it when its
+//! [`Algorithm::lycoris_names`] says it has a LyCORIS layout.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::{FileError, Result};
+
+mod cp;
+mod loha;
+mod lokr;
+mod lora;
+mod tucker;
+
+pub use cp::Cp;
+pub use loha::LoHa;
+pub use lokr::LoKr;
+pub use lora::LoCon;
+pub use tucker::Tucker2;
+
+/// One factor tensor: its shape as the file stores it (PyTorch layout) and its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Factor {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub values: Vec<f32>,
+}
+
+/// The factors of one layer, by the algorithm's factor name (e.g. `lora_down.weight`).
+pub type Factors = BTreeMap<String, Factor>;
+
+/// A raw update `ΔW` (unscaled), flattened as `[out, rest]` in PyTorch layout.
+#[derive(Debug, Clone)]
+pub struct Delta {
+    /// `ΔW` as `[out, in/groups · K]` (or `[out, in]` for a linear layer).
+    pub matrix: Tensor<2>,
+    /// The full shape, when the factors determine it (LoHa and flattened LoKr factors only fix
+    /// `[out, rest]`; the base weight then gives the rest).
+    pub shape: Option<Vec<usize>>,
+}
+
+/// Where an algorithm's errors point: the file and the key prefix of the layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Site<'a> {
+    /// The file.
+    pub file: &'a str,
+    /// The layer's key prefix in that file (e.g. `lycoris_block_0`).
+    pub prefix: &'a str,
+}
+
+impl Site<'_> {
+    /// A [`FileError::Shape`] for the factor `name` of this layer.
+    pub fn shape_error(
+        &self,
+        name: &str,
+        expected: impl Into<String>,
+        actual: &[usize],
+    ) -> FileError {
+        FileError::Shape {
+            file: self.file.to_string(),
+            key: format!("{}.{name}", self.prefix),
+            expected: expected.into(),
+            actual: actual.to_vec(),
+        }
+    }
+
+    /// The factor `name`, or a [`FileError::MissingKey`].
+    pub fn factor<'f>(&self, factors: &'f Factors, name: &str) -> Result<&'f Factor> {
+        factors.get(name).ok_or_else(|| FileError::MissingKey {
+            file: self.file.to_string(),
+            key: format!("{}.{name}", self.prefix),
+            why: "the layer's other keys need it".to_string(),
+        })
+    }
+}
+
+/// One adapter algorithm.
+pub trait Algorithm: Send + Sync + 'static {
+    /// Its name, as `adapter inspect` prints it and the native format stores it.
+    fn name(&self) -> &'static str;
+
+    /// Whether a layer with exactly these factor names (without `alpha` and the DoRA magnitude)
+    /// is this algorithm's.
+    fn claims(&self, names: &[&str]) -> bool;
+
+    /// The rank that `alpha` is divided by.
+    ///
+    /// # Errors
+    /// [`FileError::Shape`] when the factors do not fit together.
+    fn rank(&self, site: Site<'_>, factors: &Factors) -> Result<usize>;
+
+    /// The scale of the update: `alpha / rank`, with a missing `alpha` meaning `alpha = rank`
+    /// (old kohya files).
+    fn scale(&self, alpha: Option<f64>, rank: usize, _factors: &Factors) -> f64 {
+        alpha.unwrap_or(rank as f64) / rank.max(1) as f64
+    }
+
+    /// The raw update `ΔW` (not scaled).
+    ///
+    /// # Errors
+    /// [`FileError::Shape`] or [`FileError::MissingKey`] naming the factor.
+    fn delta(&self, site: Site<'_>, factors: &Factors) -> Result<Delta>;
+
+    /// Whether LyCORIS/kohya files can hold it (its factor names are LyCORIS's key suffixes).
+    fn lycoris_names(&self) -> bool {
+        true
+    }
+
+    /// Trainable scalars in the factors.
+    fn param_count(&self, factors: &Factors) -> usize {
+        factors.values().map(|f| f.values.len()).sum()
+    }
+}
+
+/// The algorithms a reader recognises, tried in order.
+#[derive(Clone)]
+pub struct Registry {
+    algorithms: Vec<&'static dyn Algorithm>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.algorithms.iter().map(|a| a.name()))
+            .finish()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl Registry {
+    /// LoCon (LoRA), Tucker-2, LoHa, LoKr and CP.
+    pub fn builtin() -> Self {
+        Self {
+            algorithms: vec![&LoCon, &Tucker2, &LoHa, &LoKr, &Cp],
+        }
+    }
+
+    /// Add an algorithm (tried after those already registered).
+    pub fn with(mut self, algorithm: &'static dyn Algorithm) -> Self {
+        self.algorithms.push(algorithm);
+        self
+    }
+
+    /// The algorithm that claims these factor names.
+    pub fn recognise(&self, names: &[&str]) -> Option<&'static dyn Algorithm> {
+        self.algorithms.iter().copied().find(|a| a.claims(names))
+    }
+
+    /// The algorithm called `name`.
+    pub fn by_name(&self, name: &str) -> Option<&'static dyn Algorithm> {
+        self.algorithms.iter().copied().find(|a| a.name() == name)
+    }
+}
+
+/// Known algorithms this crate does not implement, by a key suffix they use, for the error
+/// that names them.
+pub fn unsupported_algorithm(name: &str) -> Option<&'static str> {
+    const KNOWN: [(&str, &str); 9] = [
+        ("oft_", "OFT"),
+        ("boft", "BOFT"),
+        ("a1.weight", "GLoRA"),
+        ("b1.weight", "GLoRA"),
+        ("w_norm", "norm"),
+        ("diff", "full (diff)"),
+        ("on_input", "IA3"),
+        ("lora_embedding_", "PEFT embedding LoRA"),
+        ("ia3_l", "IA3"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(p, _)| name.starts_with(p))
+        .map(|(_, a)| *a)
+}
+
+/// The CPU device the file-level maths runs on.
+pub(crate) fn cpu() -> Device {
+    Device::flex()
+}
+
+impl Factor {
+    /// The factor as a `[rows, len/rows]` matrix on the CPU.
+    pub fn matrix(&self, rows: usize) -> Tensor<2> {
+        let rows = rows.max(1);
+        let cols = self.values.len() / rows;
+        Tensor::from_data(TensorData::new(self.values.clone(), [rows, cols]), &cpu())
+    }
+
+    /// Whether every axis from `from` on has size 1.
+    pub fn ones_from(&self, from: usize) -> bool {
+        self.shape.iter().skip(from).all(|&k| k == 1)
+    }
+}
+
+/// `[a, b, 1..]` read as `[a, b]` (a pointwise factor), or a shape error naming it.
+pub(crate) fn pointwise(site: Site<'_>, name: &str, f: &Factor) -> Result<(usize, usize)> {
+    if f.shape.len() < 2 || !f.ones_from(2) {
+        return Err(site.shape_error(name, "[a, b] or [a, b, 1, ..]", &f.shape));
+    }
+    Ok((f.shape[0], f.shape[1]))
+}
+
+/// Whether `names` is exactly the set `expected`.
+pub(crate) fn exactly(names: &[&str], expected: &[&str]) -> bool {
+    names.len() == expected.len() && expected.iter().all(|e| names.contains(e))
+}

@@ -1,0 +1,58 @@
+//! Tucker-2 (LyCORIS LoCon with `use_tucker`): `ΔW[t, s, k] = Σ up[t, p] · mid[p, q, k] ·
+//! down[q, s]`, a pointwise down projection, a kxk core and a pointwise up projection.
+
+use lora_conv::functional::recompose;
+
+use super::{Algorithm, Delta, Factors, Site, exactly, pointwise};
+use crate::error::Result;
+
+/// Tucker-2: `lora_down.weight` `[r, in/groups, 1..]`, `lora_mid.weight` `[r, r, k..]`,
+/// `lora_up.weight` `[out, r, 1..]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tucker2;
+
+const DOWN: &str = "lora_down.weight";
+const MID: &str = "lora_mid.weight";
+const UP: &str = "lora_up.weight";
+
+impl Algorithm for Tucker2 {
+    fn name(&self) -> &'static str {
+        "tucker2"
+    }
+
+    fn claims(&self, names: &[&str]) -> bool {
+        exactly(names, &[DOWN, MID, UP])
+    }
+
+    fn rank(&self, site: Site<'_>, factors: &Factors) -> Result<usize> {
+        let (r, _) = pointwise(site, DOWN, site.factor(factors, DOWN)?)?;
+        if r == 0 {
+            return Err(site.shape_error(DOWN, "[r, in, 1..] with r >= 1", &factors[DOWN].shape));
+        }
+        Ok(r)
+    }
+
+    fn delta(&self, site: Site<'_>, factors: &Factors) -> Result<Delta> {
+        let r = self.rank(site, factors)?;
+        let (_, c) = pointwise(site, DOWN, site.factor(factors, DOWN)?)?;
+        let (t, ur) = pointwise(site, UP, site.factor(factors, UP)?)?;
+        let mid = site.factor(factors, MID)?;
+        if mid.shape.len() < 3 || mid.shape[0] != r || mid.shape[1] != r {
+            return Err(site.shape_error(MID, format!("[{r}, {r}, k..]"), &mid.shape));
+        }
+        if ur != r {
+            return Err(site.shape_error(UP, format!("[out, {r}, 1..]"), &factors[UP].shape));
+        }
+        let mut shape = vec![t, c];
+        shape.extend_from_slice(&mid.shape[2..]);
+        Ok(Delta {
+            matrix: recompose::tucker2(
+                factors[DOWN].matrix(r),
+                mid.matrix(r),
+                factors[UP].matrix(t),
+                1.0,
+            ),
+            shape: Some(shape),
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! Reading and writing the three formats, and telling them apart.
+
+use std::path::Path;
+
+use crate::adapter::{AdapterFile, Format};
+use crate::algorithm::Registry;
+use crate::error::{FileError, Result, io};
+use crate::state_dict::StateDict;
+
+pub mod lycoris;
+pub mod native;
+pub mod peft;
+
+/// The format of `path`: a directory with `adapter_config.json` is PEFT; a `.safetensors` file
+/// whose metadata says so is native; any other `.safetensors` file is LyCORIS/kohya.
+///
+/// # Errors
+/// [`FileError::Io`] naming `path` when it is neither.
+pub fn detect(path: &Path) -> Result<Format> {
+    if path.is_dir() {
+        if path.join(peft::CONFIG).is_file() {
+            return Ok(Format::Peft);
+        }
+        return Err(io(
+            path.display(),
+            format!("a directory without {}: not a PEFT adapter", peft::CONFIG),
+        ));
+    }
+    let dict = StateDict::read(path)?;
+    if dict.metadata.contains_key(native::METADATA_KEY) {
+        Ok(Format::Native)
+    } else {
+        Ok(Format::Lycoris)
+    }
+}
+
+/// Options for reading.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// The algorithms to recognise.
+    pub registry: Registry,
+    /// LyCORIS/kohya key prefixes, tried longest first (`lycoris`, `lora_unet`, `lora_te1`,
+    /// `lora_te2`, `lora_te` by default).
+    pub prefixes: Vec<String>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            registry: Registry::builtin(),
+            prefixes: ["lycoris", "lora_unet", "lora_te1", "lora_te2", "lora_te"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Read an adapter in any format, detected from the files.
+///
+/// # Errors
+/// Any [`FileError`] the format's reader returns.
+pub fn read(path: &Path, options: &ReadOptions) -> Result<AdapterFile> {
+    match detect(path)? {
+        Format::Peft => peft::read(path, &options.registry),
+        Format::Native => native::read(path, &options.registry),
+        Format::Lycoris => lycoris::read(path, options),
+    }
+}
+
+/// Write `adapter` in `format` at `path` (a directory for PEFT, a file otherwise). The base's
+/// module paths are needed for nothing but the checks the writer makes.
+///
+/// # Errors
+/// [`FileError::Inexpressible`] naming the layer when the format cannot hold it;
+/// [`FileError::Io`] when writing fails (the old files are then left as they were).
+pub fn write(adapter: &AdapterFile, format: Format, path: &Path) -> Result<()> {
+    match format {
+        Format::Peft => peft::write(adapter, path),
+        Format::Lycoris => lycoris::write(adapter, "lycoris", path),
+        Format::Native => native::write(adapter, path),
+    }
+}
+
+pub(crate) fn refuse_inexpressible(
+    layer: &crate::adapter::LayerAdapter,
+    format: Format,
+    why: impl Into<String>,
+) -> FileError {
+    FileError::Inexpressible {
+        layer: layer.module.clone(),
+        algorithm: layer.algorithm.name().to_string(),
+        format: format.name().to_string(),
+        why: why.into(),
+    }
+}
