@@ -1,0 +1,226 @@
+//! Adapter files without a model: inspect, merge into a checkpoint, convert between formats.
+//!
+//! ```text
+//! adapter inspect PATH [--json] [--base BASE.safetensors] [--prefix P]
+//! adapter merge --base BASE.safetensors --adapter PATH --out MERGED.safetensors [--multiplier M]
+//! adapter convert --adapter PATH --base BASE.safetensors --to peft|lycoris|native --out OUT
+//! ```
+//!
+//! PATH is a PEFT directory, a LyCORIS/kohya `.safetensors` file or a native adapter file; the
+//! format is detected. BASE is a PyTorch-layout state dict. All of the maths is `lora-files`'.
+//! Every failure prints one line naming the file, key and values and exits with status 1;
+//! outputs are written atomically, so a failed run leaves none behind.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lora_files::format::{self, ReadOptions};
+use lora_files::{AdapterFile, FileError, Format, StateDict, merge};
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(about = "Inspect, merge and convert PEFT, LyCORIS/kohya and native adapter files")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// An extra LyCORIS/kohya key prefix (besides lycoris, lora_unet, lora_te1, lora_te2,
+    /// lora_te); may be repeated.
+    #[arg(long, global = true)]
+    prefix: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The format and, per layer: module, algorithm, rank, alpha, scale, factor shapes and
+    /// parameter count.
+    Inspect {
+        /// The adapter.
+        path: PathBuf,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// A base state dict to resolve LyCORIS key stems to module paths.
+        #[arg(long)]
+        base: Option<PathBuf>,
+    },
+    /// Merge the adapter into BASE and write the merged state dict (same names, layouts and
+    /// dtypes).
+    Merge {
+        /// The base state dict (PyTorch names and layouts).
+        #[arg(long)]
+        base: PathBuf,
+        /// The adapter.
+        #[arg(long)]
+        adapter: PathBuf,
+        /// Where to write the merged state dict.
+        #[arg(long)]
+        out: PathBuf,
+        /// Strength of the adapter (1 = as trained).
+        #[arg(long, default_value_t = 1.0)]
+        multiplier: f64,
+    },
+    /// Write the adapter in another format.
+    Convert {
+        /// The adapter.
+        #[arg(long)]
+        adapter: PathBuf,
+        /// The base state dict the adapter belongs to (resolves and checks module paths).
+        #[arg(long)]
+        base: PathBuf,
+        /// Target format: peft, lycoris or native.
+        #[arg(long)]
+        to: Format,
+        /// Output: a directory for peft, a .safetensors file otherwise.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn options(extra: &[String]) -> ReadOptions {
+    let mut o = ReadOptions::default();
+    o.prefixes.extend(extra.iter().cloned());
+    o
+}
+
+fn load(
+    path: &Path,
+    base: Option<&StateDict>,
+    options: &ReadOptions,
+) -> Result<AdapterFile, FileError> {
+    let mut adapter = format::read(path, options)?;
+    if let Some(base) = base {
+        merge::resolve(&mut adapter, base, &options.prefixes)?;
+    }
+    Ok(adapter)
+}
+
+fn inspect(adapter: &AdapterFile, as_json: bool) -> String {
+    let layers: Vec<_> = adapter
+        .layers
+        .iter()
+        .map(|l| {
+            json!({
+                "module": l.module,
+                "key": l.key_prefix,
+                "algorithm": l.algorithm.name(),
+                "rank": l.rank,
+                "alpha": l.alpha,
+                "scale": l.scale,
+                "dora": l.magnitude.as_ref().map(|m| format!("{:?}", m.layout)),
+                "factors": l.factors.iter().map(|(n, f)| (n.clone(), json!(f.shape))).collect::<serde_json::Map<_, _>>(),
+                "params": l.param_count(),
+            })
+        })
+        .collect();
+    if as_json {
+        return json!({
+            "path": adapter.source,
+            "format": adapter.format.name(),
+            "layers": layers,
+            "replaced": adapter.replacements.keys().collect::<Vec<_>>(),
+        })
+        .to_string();
+    }
+    let mut out = format!("{} ({})\n", adapter.source, adapter.format.name());
+    out += &format!(
+        "{:<28} {:<8} {:>5} {:>8} {:>9} {:>8}  factors\n",
+        "module", "algo", "rank", "alpha", "scale", "params"
+    );
+    for l in &adapter.layers {
+        let shapes: Vec<String> = l
+            .factors
+            .iter()
+            .map(|(n, f)| format!("{n} {:?}", f.shape))
+            .chain(
+                l.magnitude
+                    .as_ref()
+                    .map(|m| format!("magnitude {:?}", m.shape)),
+            )
+            .collect();
+        out += &format!(
+            "{:<28} {:<8} {:>5} {:>8} {:>9.4} {:>8}  {}\n",
+            l.module,
+            l.algorithm.name(),
+            l.rank,
+            l.alpha.map_or("-".to_string(), |a| format!("{a}")),
+            l.scale,
+            l.param_count(),
+            shapes.join(", ")
+        );
+    }
+    for key in adapter.replacements.keys() {
+        out += &format!("replaces {key}\n");
+    }
+    out
+}
+
+fn run(args: Args) -> Result<String, FileError> {
+    let options = options(&args.prefix);
+    match args.command {
+        Command::Inspect { path, json, base } => {
+            let base = base.map(|b| StateDict::read(&b)).transpose()?;
+            let adapter = load(&path, base.as_ref(), &options)?;
+            Ok(inspect(&adapter, json))
+        }
+        Command::Merge {
+            base,
+            adapter,
+            out,
+            multiplier,
+        } => {
+            if !multiplier.is_finite() {
+                return Err(FileError::Config {
+                    file: "command line".to_string(),
+                    field: "--multiplier".to_string(),
+                    value: multiplier.to_string(),
+                    why: "must be finite".to_string(),
+                });
+            }
+            let base_dict = StateDict::read(&base)?;
+            let adapter = load(&adapter, Some(&base_dict), &options)?;
+            let merged = merge::merge(
+                &base_dict,
+                &base.display().to_string(),
+                &adapter,
+                multiplier,
+            )?;
+            merged.write(&out)?;
+            Ok(format!(
+                "merged {} layer(s) and {} replaced entr(ies) into {}",
+                adapter.layers.len(),
+                adapter.replacements.len(),
+                out.display()
+            ))
+        }
+        Command::Convert {
+            adapter,
+            base,
+            to,
+            out,
+        } => {
+            let base_dict = StateDict::read(&base)?;
+            let adapter = load(&adapter, Some(&base_dict), &options)?;
+            format::write(&adapter, to, &out)?;
+            Ok(format!(
+                "wrote {} layer(s) as {} to {}",
+                adapter.layers.len(),
+                to.name(),
+                out.display()
+            ))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("adapter: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The `adapter` binary end to end on the model-level fixtures of PEFT 0.21.2 and LyCORIS
+//! 4.1.3: `merge` reproduces every `merged.<name>` entry to 1e-5, `convert` round-trips, and
+//! failures are one line and a non-zero status, with nothing written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lora_files::StateDict;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../lora-files/tests/fixtures")
+        .join(name)
+}
+
+fn adapter(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adapter"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running adapter: {e}"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("adapter-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
+fn read(path: &Path) -> StateDict {
+    StateDict::read(path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn check_merged(merged: &Path, reference: &Path) {
+    let merged = read(merged);
+    let reference = read(reference);
+    for (key, stored) in &merged.tensors {
+        let expected = &reference.tensors[&format!("merged.{key}")];
+        assert_eq!(
+            (stored.dtype, &stored.shape),
+            (expected.dtype, &expected.shape),
+            "{key}"
+        );
+        match (stored.to_f32(), expected.to_f32()) {
+            (Some(a), Some(b)) => {
+                let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+                let worst = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst <= 1e-5 * scale, "{key}: {worst:e} > 1e-5 · {scale:e}");
+            }
+            _ => assert_eq!(stored.bytes, expected.bytes, "{key}"),
+        }
+    }
+}
+
+#[test]
+fn merge_reproduces_both_model_fixtures() {
+    for (name, path) in [
+        ("model-peft-lora", ""),
+        ("model-lycoris-tucker", "adapter.safetensors"),
+    ] {
+        let dir = fixture(name);
+        let out = tmp(name).join("merged.safetensors");
+        let o = adapter(&[
+            "merge",
+            "--base",
+            &dir.join("base.safetensors").display().to_string(),
+            "--adapter",
+            &dir.join(path).display().to_string(),
+            "--out",
+            &out.display().to_string(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        check_merged(&out, &dir.join("reference.safetensors"));
+    }
+}
+
+#[test]
+fn convert_then_merge_gives_the_same_weights() {
+    let dir = fixture("model-lycoris-tucker");
+    let work = tmp("convert");
+    let native = work.join("native.safetensors");
+    let base = dir.join("base.safetensors").display().to_string();
+    let o = adapter(&[
+        "convert",
+        "--adapter",
+        &dir.join("adapter.safetensors").display().to_string(),
+        "--base",
+        &base,
+        "--to",
+        "native",
+        "--out",
+        &native.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged = work.join("merged.safetensors");
+    let o = adapter(&[
+        "merge",
+        "--base",
+        &base,
+        "--adapter",
+        &native.display().to_string(),
+        "--out",
+        &merged.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check_merged(&merged, &dir.join("reference.safetensors"));
+    let o = adapter(&["inspect", &native.display().to_string(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(v["format"], "native");
+    assert_eq!(v["layers"].as_array().map(Vec::len), Some(5));
+    assert_eq!(v["layers"][1]["module"], "block.3");
+    assert_eq!(v["layers"][1]["algorithm"], "tucker2");
+    assert_eq!(v["layers"][1]["rank"], 4);
+    assert_eq!(v["layers"][1]["scale"], 0.5);
+}
+
+#[test]
+fn failures_are_one_line_and_write_nothing() {
+    let dir = fixture("model-lycoris-tucker");
+    let work = tmp("failures");
+    let base = dir.join("base.safetensors").display().to_string();
+    let lyco = dir.join("adapter.safetensors").display().to_string();
+    let peft_out = work.join("peft");
+    let missing = work.join("nope.safetensors").display().to_string();
+    let merged = work.join("m.safetensors");
+    let merged_s = merged.display().to_string();
+    let peft_s = peft_out.display().to_string();
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            vec![
+                "convert",
+                "--adapter",
+                &lyco,
+                "--base",
+                &base,
+                "--to",
+                "peft",
+                "--out",
+                &peft_s,
+            ],
+            "layer `block.0` (tucker2)",
+        ),
+        (
+            vec![
+                "merge",
+                "--base",
+                &missing,
+                "--adapter",
+                &lyco,
+                "--out",
+                &merged_s,
+            ],
+            "nope.safetensors",
+        ),
+        (
+            vec![
+                "merge",
+                "--base",
+                &lyco,
+                "--adapter",
+                &lyco,
+                "--out",
+                &merged_s,
+            ],
+            "lycoris_block_0",
+        ),
+        (
+            vec![
+                "merge",
+                "--base",
+                &base,
+                "--adapter",
+                &lyco,
+                "--out",
+                &merged_s,
+                "--multiplier",
+                "NaN",
+            ],
+            "--multiplier",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = adapter(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: `{needle}` not in {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(
+        !peft_out.exists() && !merged.exists(),
+        "a failed run leaves no output"
+    );
+}
