@@ -6,8 +6,8 @@
 //!
 //! - [`algorithm`]: LoRA/LoCon, Tucker-2, LoHa, LoKr and CP, one file each, behind one trait;
 //!   a downstream crate adds its own with one [`Registry::with`] line.
-//! - [`format`]: the readers and writers, and format detection.
-//! - [`merge()`]: `W' = W + multiplier·scale·ΔW`, or DoRA's normalised form, in the base's
+//! - [`format`](mod@format): the readers and writers, and format detection.
+//! - [`merge::merge`]: `W' = W + multiplier·scale·ΔW`, or DoRA's normalised form, in the base's
 //!   dtype, plus `modules_to_save`.
 //!
 //! The maths of each update is `lora_conv::functional::recompose`'s, the same the adapters
