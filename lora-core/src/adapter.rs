@@ -133,12 +133,30 @@ impl AdapterSpec {
 /// is, without computing the update. `merged` is an integer parameter, so it travels in records with the
 /// base it describes (a record saved after merging loads back merged) and is never trained or
 /// counted by `num_params`.
+///
+/// The scale travels the same way: `scale` holds the bits of the f32 scale the factors were
+/// trained with. A record loaded into a model attached with another alpha brings its own scale
+/// along, and the update is computed with it (the adapter's `ΔW` is rescaled by the ratio), so
+/// outputs, merge and unmerge all use the scale the factors belong to.
 #[derive(Module, Debug)]
 pub struct LoraParam<A: Adapter> {
     /// The adapter (its factors are the trainable parameters).
     pub adapter: A,
     /// `[1]`, 0 or 1: whether the update is already folded into the base weight.
     pub merged: Param<Tensor<1, Int>>,
+    /// `[1]`: the f32 bits (as a signed 32-bit integer) of the scale the factors belong to.
+    pub scale: Param<Tensor<1, Int>>,
+}
+
+/// The scale as stored in [`LoraParam::scale`]: f32 bits, reinterpreted as a signed 32-bit
+/// integer so that every integer backend (i32 on wgpu) holds it exactly.
+pub fn scale_bits(scale: f64) -> i64 {
+    i64::from((scale as f32).to_bits() as i32)
+}
+
+/// The scale back from [`scale_bits`].
+pub fn scale_from_bits(bits: i64) -> f64 {
+    f64::from(f32::from_bits(bits as i32 as u32))
 }
 
 impl<A: Adapter> LoraParam<A> {
@@ -151,15 +169,27 @@ impl<A: Adapter> LoraParam<A> {
     /// as 2D -> 3D inflation).
     pub fn with_state(adapter: A, merged: bool, device: &Device) -> Self {
         let flag = Tensor::<1, Int>::from_data([i64::from(merged)], device);
+        let scale = Tensor::<1, Int>::from_data([scale_bits(adapter.scale())], device);
         Self {
             adapter,
             merged: Param::initialized(ParamId::new(), flag),
+            scale: Param::initialized(ParamId::new(), scale),
         }
     }
 
     /// Whether the update is folded into the base.
     pub fn is_merged(&self) -> bool {
         flag_is_set(&self.merged)
+    }
+
+    /// The scale in force: the recorded one (see the type's docs).
+    pub fn scale(&self) -> f64 {
+        self.scale
+            .val()
+            .into_data()
+            .iter::<i64>()
+            .next()
+            .map_or(self.adapter.scale(), scale_from_bits)
     }
 }
 
@@ -180,11 +210,18 @@ impl<A: Adapter> Reparameterization for LoraParam<A> {
     /// A merged weight computes no update at all: its forward costs what the base costs, and
     /// its factors get no gradient (so an optimizer step, weight decay included, leaves them
     /// as they were and a later unmerge subtracts exactly the update that was merged). Reading
-    /// the flag is a one-element host read per forward.
+    /// the flag and the scale are two one-element host reads per forward.
     fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
         if self.is_merged() {
             return base;
         }
-        base + self.adapter.delta_weight::<D>()
+        let built = self.adapter.scale();
+        let recorded = self.scale();
+        let delta = self.adapter.delta_weight::<D>();
+        // The same f32 scale (the usual case): the adapter's own f64 scale, no extra pass.
+        if scale_bits(built) == scale_bits(recorded) || built == 0.0 {
+            return base + delta;
+        }
+        base + delta.mul_scalar(recorded / built)
     }
 }

@@ -48,7 +48,9 @@ pub mod merge;
 pub mod params;
 pub mod testing;
 
-pub use adapter::{Adapter, AdapterSpec, FactorInit, LoraParam, Scaling};
+pub use adapter::{
+    Adapter, AdapterSpec, FactorInit, LoraParam, Scaling, scale_bits, scale_from_bits,
+};
 pub use attach::{AdapterFactory, LinearFactory, ParamInfo, attach, scan};
 pub use config::LoraConfig;
 pub use device::DeviceSpec;

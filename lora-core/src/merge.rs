@@ -36,6 +36,9 @@ pub struct AdaptedParam {
     pub path: String,
     /// Whether its update currently lives in the base.
     pub merged: bool,
+    /// The scale in force (the recorded one, see [`crate::LoraParam`]); 0 for a weight that
+    /// carries another reparameterization.
+    pub scale: f64,
     id: ParamId,
     /// Tensor rank of the weight.
     rank: usize,
@@ -97,6 +100,7 @@ impl ModuleVisitor for AdapterFinder {
                 self.found.push(AdaptedParam {
                     path,
                     merged: false,
+                    scale: 0.0,
                     id,
                     rank,
                     ours: false,
@@ -127,6 +131,13 @@ impl ModuleVisitor for AdapterFinder {
         {
             found.merged = flag_is_set(param);
             found.ours = true;
+        }
+        if self.depth == 1
+            && self.path.last().is_some_and(|n| n == "scale")
+            && let Some(found) = self.found.last_mut()
+            && let Some(bits) = param.val().into_data().iter::<i64>().next()
+        {
+            found.scale = crate::adapter::scale_from_bits(bits);
         }
     }
 }

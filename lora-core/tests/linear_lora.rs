@@ -429,3 +429,52 @@ fn bypass_config_errors_name_values() {
             .is_err()
     );
 }
+
+/// Defect (a): the scale travels with the factors. A record saved at alpha 6 (scale 2) and
+/// loaded into a model attached with alpha 1 computes what it computed before, at scale 2, and
+/// merge then unmerge returns the base (before the fix the loaded model ran at scale 1/3 and
+/// its merged base was off by the difference).
+#[test]
+fn a_loaded_record_brings_its_scale() {
+    let (device, model, x) = setup(21);
+    let adapted = randomize_adapters(attach(&model, &config(3), &LinearFactory).unwrap(), 0.4);
+    let expected = adapted.forward(x.clone());
+    let bytes = adapted.clone().into_record().into_bytes().unwrap();
+    device.seed(77);
+    let other = attach(&model, &LoraConfig::new(3, 1.0), &LinearFactory).unwrap();
+    let loaded = other.load_record(burn::store::ModuleRecord::from_bytes(bytes).unwrap());
+    let lora = loaded
+        .fc1
+        .weight
+        .reparameterization::<LoraParam<LinearAdapter>>()
+        .unwrap();
+    assert_eq!(lora.scale(), 2.0);
+    assert!(adapted_params(&loaded).iter().all(|a| a.scale == 2.0));
+    let tol = Tol {
+        rel: 1e-6,
+        abs: 1e-6,
+    };
+    assert_close(
+        loaded.forward(x.clone()),
+        expected.clone(),
+        tol,
+        "loaded at its own scale",
+    );
+    let merged = merge(&loaded).unwrap();
+    assert_close(
+        merged.forward(x.clone()),
+        expected,
+        tol,
+        "merged at its own scale",
+    );
+    let restored = unmerge(&merged).unwrap();
+    assert_close(
+        restored.fc1.weight.base(),
+        model.fc1.weight.val(),
+        Tol {
+            rel: 1e-6,
+            abs: 1e-6,
+        },
+        "base after merge and unmerge",
+    );
+}
