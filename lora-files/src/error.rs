@@ -113,6 +113,9 @@ pub enum FileError {
         /// The first offending element.
         index: usize,
     },
+    /// Attaching the file's adapters to a model failed.
+    #[error("attaching to the model: {0}")]
+    Attach(#[from] lora_core::LoraError),
 }
 
 /// This crate's result type.

@@ -7,6 +7,8 @@
 //! - [`algorithm`]: LoRA/LoCon, Tucker-2, LoHa, LoKr and CP, one file each, behind one trait;
 //!   a downstream crate adds its own with one [`Registry::with`] line.
 //! - [`format`](mod@format): the readers and writers, and format detection.
+//! - [`model`]: a file's adapters onto a burn model ([`model::attach_file`]) and a model's
+//!   adapters back into a file ([`model::file_from_model`]).
 //! - [`merge::merge`]: `W' = W + multiplier·scale·ΔW`, or DoRA's normalised form, in the base's
 //!   dtype, plus `modules_to_save`.
 //!
@@ -35,6 +37,7 @@ pub mod atomic;
 pub mod error;
 pub mod format;
 pub mod merge;
+pub mod model;
 pub mod state_dict;
 
 pub use adapter::{AdapterFile, Format, LayerAdapter, Magnitude, MagnitudeLayout};

@@ -1,0 +1,481 @@
+//! Adapter files onto a burn model, and a model's adapters back into a file.
+//!
+//! PyTorch module paths (`block.0`) map to burn module paths by [`PathMap`]: regex rewrites
+//! applied in order, as burn-store's `KeyRemapper` does for whole checkpoints; the default is
+//! the identity, so `block.0.weight` adapts burn's `block.0.weight`. Linear factors are
+//! transposed into burn's `[d_in, d_out]` layout and back.
+//!
+//! The adapters land on the model through [`lora_core::attach()`], as `lora_conv::AnyAdapter`s
+//! carrying the file's own scale, so merge, unmerge, training and records work on them as on
+//! any other. LoRA/LoCon, Tucker-2 and CP have trainable module types; LoHa, LoKr and DoRA do
+//! not yet, and a file holding them is refused by layer (merge them into the base with
+//! [`crate::merge::merge`] instead).
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+use lora_conv::{AnyAdapter, CpAdapter, HfAdapter, Tucker2Adapter, conv_config};
+use lora_core::{AdapterFactory, AdapterSpec, LinearAdapter, LoraError};
+use regex::Regex;
+
+use crate::adapter::{AdapterFile, Format, LayerAdapter};
+use crate::algorithm::{Cp, Factor, Factors, LoCon, Tucker2};
+use crate::error::{FileError, Result};
+
+/// Regex rewrites of module paths, applied in order (each to the result of the last).
+#[derive(Debug, Clone, Default)]
+pub struct PathMap {
+    rules: Vec<(Regex, String)>,
+}
+
+impl PathMap {
+    /// The identity.
+    pub fn identity() -> Self {
+        Self::default()
+    }
+
+    /// Add a rewrite `from` (a regex) -> `to` (with `$1`-style groups).
+    ///
+    /// # Errors
+    /// [`FileError::Config`] naming the pattern when it does not compile.
+    pub fn rule(mut self, from: &str, to: &str) -> Result<Self> {
+        let re = Regex::new(from).map_err(|e| FileError::Config {
+            file: "path map".to_string(),
+            field: "from".to_string(),
+            value: format!("{from:?}"),
+            why: e.to_string(),
+        })?;
+        self.rules.push((re, to.to_string()));
+        Ok(self)
+    }
+
+    /// `path` rewritten.
+    pub fn apply(&self, path: &str) -> String {
+        self.rules.iter().fold(path.to_string(), |p, (re, to)| {
+            re.replace_all(&p, to.as_str()).into_owned()
+        })
+    }
+}
+
+/// Why a layer could not become a trainable adapter: the algorithm or DoRA has no module type.
+fn no_module(layer: &LayerAdapter, why: &str) -> FileError {
+    FileError::Inexpressible {
+        layer: layer.module.clone(),
+        algorithm: layer.algorithm.name().to_string(),
+        format: "a burn model".to_string(),
+        why: why.to_string(),
+    }
+}
+
+fn tensor<const N: usize>(f: &Factor, device: &Device) -> Tensor<N> {
+    let mut shape = [1usize; N];
+    for (s, d) in shape.iter_mut().zip(&f.shape) {
+        *s = *d;
+    }
+    Tensor::from_data(TensorData::new(f.values.clone(), shape), device)
+}
+
+/// Build the adapter of `layer` for the burn weight at `path` on `device`.
+fn build(layer: &LayerAdapter, path: &str, device: &Device) -> lora_core::Result<AnyAdapter> {
+    let f = |n: &str| &layer.factors[n];
+    let rank = |n: &str| layer.factors[n].shape.len();
+    let wrong = |reason: String| LoraError::UnsupportedGeometry {
+        path: path.to_string(),
+        reason,
+    };
+    macro_rules! by_rank {
+        ($n:expr, $d:ident => $e:expr) => {
+            match $n {
+                3 => {
+                    const $d: usize = 3;
+                    $e
+                }
+                4 => {
+                    const $d: usize = 4;
+                    $e
+                }
+                5 => {
+                    const $d: usize = 5;
+                    $e
+                }
+                other => Err(wrong(format!("a conv factor has 3 to 5 axes, this one {other}"))),
+            }
+        };
+    }
+    match layer.algorithm.name() {
+        "lora" if rank("lora_down.weight") == 2 => {
+            Ok(AnyAdapter::Linear(LinearAdapter::from_peft(
+                path,
+                tensor::<2>(f("lora_down.weight"), device),
+                tensor::<2>(f("lora_up.weight"), device),
+                layer.scale,
+            )?))
+        }
+        "lora" => {
+            by_rank!(rank("lora_down.weight"), D => Ok(AnyAdapter::Hf(HfAdapter::from_peft::<D>(
+            path,
+            tensor::<D>(f("lora_down.weight"), device),
+            tensor::<D>(f("lora_up.weight"), device),
+            layer.scale,
+        )?)))
+        }
+        "tucker2" => {
+            by_rank!(rank("lora_mid.weight"), D => Ok(AnyAdapter::Tucker2(Tucker2Adapter::from_lycoris::<D>(
+            path,
+            tensor::<D>(f("lora_down.weight"), device),
+            tensor::<D>(f("lora_mid.weight"), device),
+            tensor::<D>(f("lora_up.weight"), device),
+            layer.scale,
+        )?)))
+        }
+        "cp" => {
+            let up = f("cp_up");
+            let down = f("cp_down");
+            let spatial: Vec<&Factor> = (0..layer.factors.len() - 2)
+                .map(|j| f(&format!("cp_spatial_{j}")))
+                .collect();
+            let mut kernel_shape = vec![up.shape[0], down.shape[0]];
+            kernel_shape.extend(spatial.iter().map(|s| s.shape[0]));
+            Ok(AnyAdapter::Cp(CpAdapter {
+                up: Param::from_tensor(tensor::<2>(up, device)),
+                down: Param::from_tensor(tensor::<2>(down, device)),
+                spatial: spatial
+                    .iter()
+                    .map(|s| Param::from_tensor(tensor::<2>(s, device)))
+                    .collect(),
+                scale: layer.scale,
+                kernel_shape,
+            }))
+        }
+        other => Err(wrong(format!("no trainable module type for {other}"))),
+    }
+}
+
+/// The factory that hands out the file's adapters by burn path.
+struct FileFactory<'a> {
+    layers: HashMap<String, &'a LayerAdapter>,
+}
+
+impl AdapterFactory for FileFactory<'_> {
+    type Adapter = AnyAdapter;
+
+    fn build(
+        &self,
+        path: &str,
+        _shape: &[usize],
+        _spec: &AdapterSpec,
+        device: &Device,
+    ) -> lora_core::Result<AnyAdapter> {
+        match self.layers.get(path) {
+            Some(layer) => build(layer, path, device),
+            None => Err(LoraError::UnsupportedGeometry {
+                path: path.to_string(),
+                reason: "no layer of the adapter file maps to this weight".to_string(),
+            }),
+        }
+    }
+}
+
+/// Put the adapters of `file` on `model`: the layer at PyTorch module path `m` adapts burn's
+/// `map(m).weight`. `trainable` lists extra burn parameter patterns that stay trainable (a
+/// head, BatchNorm affine); every other non-adapter parameter is frozen.
+///
+/// # Errors
+/// [`FileError::Inexpressible`] naming a layer whose algorithm or DoRA magnitude has no
+/// trainable module type yet; [`FileError::UnexpectedKey`] for file replacements (apply those
+/// to the base state dict first); [`FileError::Attach`] when the model has no weight at a
+/// mapped path, its shape differs from the update's, or the model already carries adapters.
+/// The model is untouched on error.
+pub fn attach_file<M: Module>(
+    model: &M,
+    file: &AdapterFile,
+    map: &PathMap,
+    trainable: Vec<String>,
+) -> Result<M> {
+    let mut layers = HashMap::new();
+    for layer in &file.layers {
+        if layer.magnitude.is_some() {
+            return Err(no_module(layer, "DoRA has no trainable module type yet"));
+        }
+        if !["lora", "tucker2", "cp"].contains(&layer.algorithm.name()) {
+            return Err(no_module(
+                layer,
+                "this algorithm has no trainable module type yet",
+            ));
+        }
+        layers.insert(format!("{}.weight", map.apply(&layer.module)), layer);
+    }
+    if let Some(key) = file.replacements.keys().next() {
+        return Err(FileError::UnexpectedKey {
+            file: file.source.clone(),
+            key: key.clone(),
+            why: "a whole-tensor replacement (modules_to_save): merge it into the base state dict \
+                  before loading the base"
+                .to_string(),
+        });
+    }
+    let targets: Vec<String> = layers.keys().map(|p| regex::escape(p)).collect();
+    let config = conv_config(1, 1.0)
+        .with_targets(targets)
+        .with_trainable(trainable);
+    Ok(lora_core::attach(model, &config, &FileFactory { layers })?)
+}
+
+/// One adapted weight as a visitor sees it: the base's path and shape, and the factor
+/// tensors inside its reparameterization by their path below it (`adapter.Hf.down`).
+#[derive(Default)]
+struct Seen {
+    path: String,
+    shape: Vec<usize>,
+    factors: Vec<(Vec<String>, Vec<usize>, Vec<f32>)>,
+    merged: bool,
+    scale: Option<f64>,
+}
+
+/// Collects the adapted weights of a model. burn hands visitors the base without its
+/// reparameterization, so the adapter is read back from its parameters (factors, and the
+/// `merged` and `scale` integers of [`lora_core::LoraParam`]), not downcast.
+#[derive(Default)]
+struct Collector {
+    path: Vec<String>,
+    depth: usize,
+    below: usize,
+    last: Option<(String, Vec<usize>)>,
+    seen: Vec<Seen>,
+}
+
+impl ModuleVisitor for Collector {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        if container_type == "Reparameterization" {
+            if self.depth == 0
+                && let Some((path, shape)) = self.last.take()
+            {
+                self.below = self.path.len() + 1;
+                self.seen.push(Seen {
+                    path,
+                    shape,
+                    ..Seen::default()
+                });
+            }
+            self.depth += 1;
+        }
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if container_type == "Reparameterization" {
+            self.depth -= 1;
+        }
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.depth == 0 {
+            self.last = Some((self.path.join("."), param.lazy_shape().to_vec()));
+        } else if let Some(seen) = self.seen.last_mut() {
+            let value = param.val();
+            let dims = value.dims().to_vec();
+            let values = value.into_data().try_to_vec::<f32>().unwrap_or_default();
+            seen.factors
+                .push((self.path[self.below..].to_vec(), dims, values));
+        }
+    }
+
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, burn::tensor::Int>>) {
+        if self.depth != 1 {
+            return;
+        }
+        let Some(seen) = self.seen.last_mut() else {
+            return;
+        };
+        let first = param.val().into_data().iter::<i64>().next();
+        match self.path.last().map(String::as_str) {
+            Some("merged") => seen.merged = first.is_some_and(|v| v != 0),
+            Some("scale") => seen.scale = first.map(lora_core::scale_from_bits),
+            _ => {}
+        }
+    }
+}
+
+fn transpose(rows: usize, cols: usize, v: &[f32]) -> Vec<f32> {
+    let mut out = vec![0f32; v.len()];
+    for i in 0..rows {
+        for j in 0..cols {
+            out[j * rows + i] = v[i * cols + j];
+        }
+    }
+    out
+}
+
+fn ones(n: usize) -> impl Iterator<Item = usize> {
+    std::iter::repeat_n(1, n)
+}
+
+/// The file-level view of one adapted weight: algorithm, PyTorch-layout factors and rank.
+fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)> {
+    // Below the reparameterization: `adapter`, then the AnyAdapter variant when there is one.
+    let mut parts: BTreeMap<String, (&Vec<usize>, &Vec<f32>)> = BTreeMap::new();
+    let mut variant = "Linear".to_string();
+    for (path, dims, values) in &seen.factors {
+        let rest = path.iter().skip_while(|p| *p != "adapter").skip(1);
+        let rest: Vec<&String> = rest.collect();
+        let name = match rest.first().map(|s| s.as_str()) {
+            Some(v @ ("Linear" | "Hf" | "Tucker2" | "Cp")) => {
+                variant = v.to_string();
+                rest[1..]
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            }
+            _ => rest
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("."),
+        };
+        parts.insert(name, (dims, values));
+    }
+    let k = &seen.shape;
+    let get = |n: &str| parts.get(n).copied();
+    let mut f = Factors::new();
+    let put = |f: &mut Factors, name: &str, shape: Vec<usize>, values: Vec<f32>| {
+        f.insert(name.to_string(), Factor { shape, values });
+    };
+    match variant.as_str() {
+        "Linear" => {
+            let ((dd, dv), (ud, uv)) = (get("down")?, get("up")?);
+            put(
+                &mut f,
+                "lora_down.weight",
+                vec![dd[1], dd[0]],
+                transpose(dd[0], dd[1], dv),
+            );
+            put(
+                &mut f,
+                "lora_up.weight",
+                vec![ud[1], ud[0]],
+                transpose(ud[0], ud[1], uv),
+            );
+            Some((&LoCon, f, dd[1]))
+        }
+        "Hf" => {
+            let ((dd, dv), (_, uv)) = (get("down")?, get("up")?);
+            let r = dd[0];
+            put(
+                &mut f,
+                "lora_down.weight",
+                [r].into_iter().chain(k[1..].iter().copied()).collect(),
+                dv.clone(),
+            );
+            put(
+                &mut f,
+                "lora_up.weight",
+                [k[0], r].into_iter().chain(ones(k.len() - 2)).collect(),
+                uv.clone(),
+            );
+            Some((&LoCon, f, r))
+        }
+        "Tucker2" => {
+            let ((dd, dv), (_, mv), (_, uv)) = (get("down")?, get("mid")?, get("up")?);
+            let r = dd[0];
+            put(
+                &mut f,
+                "lora_down.weight",
+                [r, dd[1]].into_iter().chain(ones(k.len() - 2)).collect(),
+                dv.clone(),
+            );
+            put(
+                &mut f,
+                "lora_mid.weight",
+                [r, r].into_iter().chain(k[2..].iter().copied()).collect(),
+                mv.clone(),
+            );
+            put(
+                &mut f,
+                "lora_up.weight",
+                [k[0], r].into_iter().chain(ones(k.len() - 2)).collect(),
+                uv.clone(),
+            );
+            Some((&Tucker2, f, r))
+        }
+        "Cp" => {
+            let ((ud, uv), (dd, dv)) = (get("up")?, get("down")?);
+            put(&mut f, "cp_up", ud.clone(), uv.clone());
+            put(&mut f, "cp_down", dd.clone(), dv.clone());
+            for j in 0..k.len().saturating_sub(2) {
+                let (sd, sv) = get(&format!("spatial.{j}"))?;
+                put(&mut f, &format!("cp_spatial_{j}"), sd.clone(), sv.clone());
+            }
+            Some((&Cp, f, ud[1]))
+        }
+        _ => None,
+    }
+}
+
+/// The adapters of `model` as an adapter file (native, unless written in another format),
+/// the layer at burn path `p.weight` named `back(p)`.
+///
+/// # Errors
+/// [`FileError::Inexpressible`] naming the first merged weight (unmerge before saving: the
+/// factors of a merged adapter no longer say what the base holds); [`FileError::Config`] when
+/// the model carries no adapter, or a burn path does not end in `.weight`.
+pub fn file_from_model<M: Module>(model: &M, back: &PathMap) -> Result<AdapterFile> {
+    let mut c = Collector::default();
+    model.visit(&mut c);
+    // Only this workspace's adapters: they carry the `scale` integer (burn's own LoRA does not).
+    let ours: Vec<&Seen> = c.seen.iter().filter(|s| s.scale.is_some()).collect();
+    if let Some(seen) = ours.iter().find(|s| s.merged) {
+        return Err(FileError::Inexpressible {
+            layer: seen.path.clone(),
+            algorithm: "merged adapter".to_string(),
+            format: "an adapter file".to_string(),
+            why: "the weight is merged; unmerge before saving".to_string(),
+        });
+    }
+    if ours.is_empty() {
+        return Err(FileError::Config {
+            file: "model".to_string(),
+            field: "adapters".to_string(),
+            value: "[]".to_string(),
+            why: "the model carries no adapter of this workspace".to_string(),
+        });
+    }
+    let mut layers = BTreeMap::new();
+    for seen in ours {
+        let config = |why: &str| FileError::Config {
+            file: "model".to_string(),
+            field: "adapted parameter".to_string(),
+            value: seen.path.clone(),
+            why: why.to_string(),
+        };
+        let (algorithm, factors, rank) =
+            export(seen).ok_or_else(|| config("its adapter's parameters are not a known type"))?;
+        let module = seen.path.strip_suffix(".weight").ok_or_else(|| {
+            config("adapter files name modules; the parameter must be a `.weight`")
+        })?;
+        let module = back.apply(module);
+        let scale = seen.scale.unwrap_or(1.0);
+        layers.insert(
+            module.clone(),
+            LayerAdapter {
+                key_prefix: module.clone(),
+                module,
+                algorithm,
+                factors,
+                rank,
+                alpha: Some(scale * rank as f64),
+                scale,
+                magnitude: None,
+            },
+        );
+    }
+    Ok(AdapterFile {
+        source: "model".to_string(),
+        format: Format::Native,
+        layers: layers.into_values().collect(),
+        replacements: BTreeMap::new(),
+        rslora: false,
+    })
+}

@@ -1,0 +1,216 @@
+//! The worked example of the README, as a test: load the PyTorch base of the model-level
+//! fixtures into a burn model through burn-store (names remapped, layouts converted), put the
+//! PEFT (or LyCORIS) adapter on it, and reproduce the library's `output_adapted` to 1e-4; save
+//! the adapters as a native file and load them onto a fresh base with the same outputs; merge
+//! in burn and match `adapter merge`'s weights.
+
+mod common;
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use common::{assert_close, fixture, values};
+use lora_files::format::{self, ReadOptions};
+use lora_files::model::{PathMap, attach_file, file_from_model};
+use lora_files::{FileError, Format};
+
+/// The fixtures' `Net(c=8)` with burn field names (PyTorch's are `stem.0`, `block.3`, ...).
+#[derive(Module, Debug)]
+struct Net {
+    stem: Conv2d,
+    stem_bn: BatchNorm,
+    b0: Conv2d,
+    b0_bn: BatchNorm,
+    b3: Conv2d,
+    b5: Conv2d,
+    head: Linear,
+}
+
+impl Net {
+    fn new(device: &Device) -> Self {
+        let pad = PaddingConfig2d::Explicit(1, 1, 1, 1);
+        Self {
+            stem: Conv2dConfig::new([3, 8], [3, 3])
+                .with_padding(pad.clone())
+                .init(device),
+            stem_bn: BatchNormConfig::new(8).init(device),
+            b0: Conv2dConfig::new([8, 16], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(pad.clone())
+                .init(device),
+            b0_bn: BatchNormConfig::new(16).init(device),
+            b3: Conv2dConfig::new([16, 16], [3, 3])
+                .with_padding(pad)
+                .with_groups(2)
+                .init(device),
+            b5: Conv2dConfig::new([16, 16], [1, 1]).init(device),
+            head: LinearConfig::new(16, 5).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = relu(self.stem_bn.forward(self.stem.forward(x)));
+        let x = relu(self.b0_bn.forward(self.b0.forward(x)));
+        let x = relu(self.b3.forward(x));
+        let x = self.b5.forward(x);
+        let [n, c, _, _] = x.dims();
+        self.head.forward(x.mean_dim(3).mean_dim(2).reshape([n, c]))
+    }
+}
+
+/// PyTorch module paths -> this struct's.
+const RULES: [(&str, &str); 6] = [
+    (r"^stem\.0", "stem"),
+    (r"^stem\.1", "stem_bn"),
+    (r"^block\.0", "b0"),
+    (r"^block\.1", "b0_bn"),
+    (r"^block\.3", "b3"),
+    (r"^block\.5", "b5"),
+];
+
+fn to_burn() -> PathMap {
+    RULES.iter().fold(PathMap::identity(), |m, (f, t)| {
+        m.rule(f, t).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+fn to_pytorch() -> PathMap {
+    let back = [
+        ("^stem_bn", "stem.1"),
+        ("^stem$", "stem.0"),
+        ("^b0_bn", "block.1"),
+        ("^b0$", "block.0"),
+        ("^b3$", "block.3"),
+        ("^b5$", "block.5"),
+    ];
+    back.iter().fold(PathMap::identity(), |m, (f, t)| {
+        m.rule(f, t).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// The base, loaded from the PyTorch state dict.
+fn base(dir: &Path, device: &Device) -> Net {
+    let mut store = SafetensorsStore::from_file(dir.join("base.safetensors"))
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .allow_partial(true);
+    for (f, t) in RULES {
+        store = store.with_key_remapping(format!("{f}\\."), format!("{t}."));
+    }
+    let mut net = Net::new(device);
+    let result = net
+        .load_from(&mut store)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        result.errors.is_empty() && result.missing.is_empty(),
+        "{result:?}"
+    );
+    net
+}
+
+fn input(dir: &Path, device: &Device) -> Tensor<4> {
+    let (s, v) = values(&common::read(&dir.join("input.safetensors")), "input");
+    Tensor::from_data(TensorData::new(v, [s[0], s[1], s[2], s[3]]), device)
+}
+
+fn out(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap_or_default()
+}
+
+#[test]
+fn load_base_then_peft_or_lycoris_adapter_reproduces_the_library() {
+    let device = Device::flex();
+    for (name, file) in [
+        ("model-peft-lora", ""),
+        ("model-lycoris-tucker", "adapter.safetensors"),
+    ] {
+        let dir = fixture(name);
+        let reference = common::read(&dir.join("reference.safetensors"));
+        let net = base(&dir, &device);
+        let x = input(&dir, &device);
+        let (_, want_base) = values(&reference, "output_base");
+        assert_close(
+            &format!("{name}: base"),
+            &out(net.forward(x.clone())),
+            &want_base,
+            1e-4,
+        );
+
+        let mut adapter = format::read(&dir.join(file), &ReadOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let modules = [
+            "stem.0", "stem.1", "block.0", "block.1", "block.3", "block.5", "head",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        lora_files::format::lycoris::resolve(
+            &mut adapter,
+            &modules,
+            &ReadOptions::default().prefixes,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let adapted =
+            attach_file(&net, &adapter, &to_burn(), vec![]).unwrap_or_else(|e| panic!("{e}"));
+        let (_, want) = values(&reference, "output_adapted");
+        let got = out(adapted.forward(x.clone()));
+        assert_close(&format!("{name}: adapted"), &got, &want, 1e-4);
+
+        // Save our own file from the model, load it onto a fresh base: the same outputs.
+        let saved = file_from_model(&adapted, &to_pytorch()).unwrap_or_else(|e| panic!("{e}"));
+        let path = std::env::temp_dir().join(format!(
+            "lora-files-model-{}-{name}.safetensors",
+            std::process::id()
+        ));
+        format::write(&saved, Format::Native, &path).unwrap_or_else(|e| panic!("{e}"));
+        let loaded = format::read(&path, &ReadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.layers.len(), adapter.layers.len());
+        let again = attach_file(&base(&dir, &device), &loaded, &to_burn(), vec![])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out(again.forward(x.clone())),
+            got,
+            "{name}: native round trip"
+        );
+
+        // Merged in burn: the same function, at base cost.
+        let merged = lora_core::merge(&again).unwrap_or_else(|e| panic!("{e}"));
+        assert_close(
+            &format!("{name}: merged"),
+            &out(merged.forward(x)),
+            &want,
+            1e-4,
+        );
+        assert!(matches!(
+            file_from_model(&merged, &to_pytorch()),
+            Err(FileError::Inexpressible { .. })
+        ));
+    }
+}
+
+#[test]
+fn types_without_a_module_and_missing_weights_are_refused_untouched() {
+    let device = Device::flex();
+    let dir = fixture("model-peft-lora");
+    let net = base(&dir, &device);
+    // LoHa has no trainable module type yet.
+    let loha = format::read(
+        &fixture("lycoris-loha-conv2d").join("adapter.safetensors"),
+        &ReadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let err = attach_file(&net, &loha, &PathMap::identity(), vec![]);
+    assert!(
+        matches!(&err, Err(FileError::Inexpressible { algorithm, .. }) if algorithm == "loha"),
+        "{err:?}"
+    );
+    // Without the path map the PyTorch names hit no burn weight.
+    let peft = format::read(&dir, &ReadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let err = attach_file(&net, &peft, &PathMap::identity(), vec![]);
+    assert!(matches!(&err, Err(FileError::Attach(_))), "{err:?}");
+    assert!(!lora_core::has_adapters(&net));
+}
