@@ -9,6 +9,8 @@
 //! - [`format`](mod@format): the readers and writers, and format detection.
 //! - [`model`]: a file's adapters onto a burn model ([`model::attach_file`]) and a model's
 //!   adapters back into a file ([`model::file_from_model`]).
+//! - [`set`]: several named adapters over one base: activate, disable, delete, combine,
+//!   and hot swap on a merged base.
 //! - [`merge::merge`]: `W' = W + multiplier·scale·ΔW`, or DoRA's normalised form, in the base's
 //!   dtype, plus `modules_to_save`.
 //!
@@ -38,6 +40,7 @@ pub mod error;
 pub mod format;
 pub mod merge;
 pub mod model;
+pub mod set;
 pub mod state_dict;
 
 pub use adapter::{AdapterFile, Format, LayerAdapter, Magnitude, MagnitudeLayout};

@@ -214,3 +214,173 @@ fn types_without_a_module_and_missing_weights_are_refused_untouched() {
     assert!(matches!(&err, Err(FileError::Attach(_))), "{err:?}");
     assert!(!lora_core::has_adapters(&net));
 }
+
+fn resolved(name: &str, file: &str) -> lora_files::AdapterFile {
+    let mut a = format::read(&fixture(name).join(file), &ReadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let modules = [
+        "stem.0", "stem.1", "block.0", "block.1", "block.3", "block.5", "head",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    lora_files::format::lycoris::resolve(&mut a, &modules, &ReadOptions::default().prefixes)
+        .unwrap_or_else(|e| panic!("{e}"));
+    a
+}
+
+fn weights(net: &Net) -> Vec<f32> {
+    [
+        net.stem.weight.val(),
+        net.b0.weight.val(),
+        net.b3.weight.val(),
+        net.b5.weight.val(),
+    ]
+    .into_iter()
+    .flat_map(|w| w.into_data().try_to_vec::<f32>().unwrap_or_default())
+    .chain(
+        net.head
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default(),
+    )
+    .collect()
+}
+
+/// Named adapters over one base: each activates to what its library computed, `disable` gives
+/// the base back bit for bit, names are checked, and `combine` adds updates exactly.
+#[test]
+fn adapter_set_activates_disables_deletes_and_combines() {
+    use lora_files::set::AdapterSet;
+    let device = Device::flex();
+    let dir = fixture("model-peft-lora");
+    let net = base(&dir, &device);
+    let x = input(&dir, &device);
+    let mut set = AdapterSet::new(&net, to_burn(), vec![]).unwrap_or_else(|e| panic!("{e}"));
+    set.add("peft", resolved("model-peft-lora", ""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    set.add(
+        "lyco",
+        resolved("model-lycoris-tucker", "adapter.safetensors"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        set.add("peft", resolved("model-peft-lora", "")),
+        Err(FileError::Config { .. })
+    ));
+    // The PEFT adapter belongs to this base: its library's output. The LyCORIS one was trained
+    // on another base; on this one it must equal attaching it directly.
+    let model = set.activate("peft").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.active(), Some("peft"));
+    let (_, want) = values(
+        &common::read(&dir.join("reference.safetensors")),
+        "output_adapted",
+    );
+    assert_close("peft", &out(model.forward(x.clone())), &want, 1e-4);
+    let lyco = set.activate("lyco").unwrap_or_else(|e| panic!("{e}"));
+    let direct = attach_file(
+        &net,
+        &resolved("model-lycoris-tucker", "adapter.safetensors"),
+        &to_burn(),
+        vec![],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out(lyco.forward(x.clone())), out(direct.forward(x.clone())));
+    let off = set.disable();
+    assert_eq!(
+        weights(&off),
+        weights(&net),
+        "disable gives the base back bit for bit"
+    );
+    assert_eq!(out(off.forward(x.clone())), out(net.forward(x.clone())));
+
+    // 0.3·peft + 0.7·peft is peft; lyco + lyco is lyco at twice its strength.
+    set.combine("peft-again", &[("peft", 0.3), ("peft", 0.7)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = out(set
+        .activate("peft-again")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .forward(x.clone()));
+    let b = out(set
+        .activate("peft")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .forward(x.clone()));
+    assert_close("0.3 + 0.7 of one adapter", &a, &b, 1e-5);
+    set.combine("lyco-twice", &[("lyco", 1.0), ("lyco", 1.0)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let base_dict = common::read(&dir.join("base.safetensors"));
+    let twice = lora_files::merge::merge(
+        &base_dict,
+        "base",
+        set.get("lyco-twice")
+            .unwrap_or_else(|| panic!("lyco-twice")),
+        1.0,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let double = lora_files::merge::merge(
+        &base_dict,
+        "base",
+        set.get("lyco").unwrap_or_else(|| panic!("lyco")),
+        2.0,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (k, v) in &twice.tensors {
+        if let (Some(p), Some(q)) = (v.to_f32(), double.tensors[k].to_f32()) {
+            assert_close(&format!("lyco twice: {k}"), &p, &q, 1e-5);
+        }
+    }
+    // Mixed algorithms on one layer (block.0: LoCon and Tucker-2) do not combine.
+    let err = set.combine("mixed", &[("peft", 1.0), ("lyco", 1.0)]);
+    assert!(
+        matches!(&err, Err(FileError::Config { value, .. }) if value == "block.0"),
+        "{err:?}"
+    );
+    set.delete("peft-again").unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        set.activate("peft-again"),
+        Err(FileError::Config { .. })
+    ));
+    assert_eq!(set.names(), ["lyco", "lyco-twice", "peft"]);
+}
+
+/// Hot swap on a merged base, 1,000 times between two adapters, then strip: the drift from
+/// the pretrained base, relative to its largest weight (the README quotes the number).
+#[test]
+fn merged_hot_swap_drift_after_1000_swaps() {
+    use lora_files::set::swap_merged;
+    let device = Device::flex();
+    let dir = fixture("model-peft-lora");
+    let net = base(&dir, &device);
+    let files = [
+        resolved("model-peft-lora", ""),
+        resolved("model-lycoris-tucker", "adapter.safetensors"),
+    ];
+    let mut model = lora_core::merge(
+        &attach_file(&net, &files[0], &to_burn(), vec![]).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for i in 1..=1000 {
+        model = swap_merged(&model, &files[i % 2], &to_burn(), vec![])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let back = lora_core::strip(&model).unwrap_or_else(|e| panic!("{e}"));
+    let (w0, w1) = (weights(&net), weights(&back));
+    let scale = w0.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let drift = w0
+        .iter()
+        .zip(&w1)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
+        / scale;
+    println!(
+        "drift after 1000 merged swaps: {drift:e} of max|W| ({} weights)",
+        w0.len()
+    );
+    assert!(
+        drift > 0.0,
+        "f32 swaps round; a zero drift means nothing was swapped"
+    );
+    assert!(drift < 1e-5, "drift {drift:e}");
+}
