@@ -22,6 +22,8 @@ use regex::Regex;
 use crate::adapter::{AdapterFile, Format, LayerAdapter};
 use crate::algorithm::{Cp, Factor, Factors, LoCon, Tucker2};
 use crate::error::{FileError, Result};
+use crate::state_dict::{StateDict, Stored};
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 
 /// Regex rewrites of module paths, applied in order (each to the result of the last).
 #[derive(Debug, Clone, Default)]
@@ -178,15 +180,18 @@ impl AdapterFactory for FileFactory<'_> {
 }
 
 /// Put the adapters of `file` on `model`: the layer at PyTorch module path `m` adapts burn's
-/// `map(m).weight`. `trainable` lists extra burn parameter patterns that stay trainable (a
-/// head, BatchNorm affine); every other non-adapter parameter is frozen.
+/// `map(m).weight`. The file's whole-tensor replacements (PEFT `modules_to_save`, the native
+/// format's trainable extras) are loaded first, through burn-store with PyTorch layouts
+/// converted, and stay trainable. `trainable` lists further burn parameter patterns that stay
+/// trainable (a head, BatchNorm affine); every other non-adapter parameter is frozen.
 ///
 /// # Errors
 /// [`FileError::Inexpressible`] naming a layer whose algorithm or DoRA magnitude has no
 /// trainable module type yet; [`FileError::UnexpectedKey`] for file replacements (apply those
 /// to the base state dict first); [`FileError::Attach`] when the model has no weight at a
-/// mapped path, its shape differs from the update's, or the model already carries adapters.
-/// The model is untouched on error.
+/// mapped path, its shape differs from the update's, or the model already carries adapters;
+/// [`FileError::UnexpectedKey`] for a replacement no parameter takes. The model is untouched
+/// on error.
 pub fn attach_file<M: Module>(
     model: &M,
     file: &AdapterFile,
@@ -206,20 +211,51 @@ pub fn attach_file<M: Module>(
         }
         layers.insert(format!("{}.weight", map.apply(&layer.module)), layer);
     }
-    if let Some(key) = file.replacements.keys().next() {
-        return Err(FileError::UnexpectedKey {
-            file: file.source.clone(),
-            key: key.clone(),
-            why: "a whole-tensor replacement (modules_to_save): merge it into the base state dict \
-                  before loading the base"
-                .to_string(),
-        });
-    }
+    let mut trainable = trainable;
+    let model = if file.replacements.is_empty() {
+        model.clone()
+    } else {
+        let (loaded, paths) = replace(model, file, map)?;
+        trainable.extend(paths.iter().map(|p| regex::escape(p)));
+        loaded
+    };
     let targets: Vec<String> = layers.keys().map(|p| regex::escape(p)).collect();
     let config = conv_config(1, 1.0)
         .with_targets(targets)
         .with_trainable(trainable);
-    Ok(lora_core::attach(model, &config, &FileFactory { layers })?)
+    Ok(lora_core::attach(&model, &config, &FileFactory { layers })?)
+}
+
+/// `model` with the file's whole-tensor replacements (PEFT `modules_to_save`, native extras)
+/// loaded through burn-store (PyTorch names and layouts converted), and their burn paths.
+fn replace<M: Module>(model: &M, file: &AdapterFile, map: &PathMap) -> Result<(M, Vec<String>)> {
+    let dict = rename_modules(
+        StateDict {
+            tensors: file.replacements.clone(),
+            metadata: BTreeMap::new(),
+        },
+        map,
+    );
+    let bytes = dict.to_bytes(&file.source)?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes))
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .allow_partial(true);
+    let mut loaded = model.clone();
+    let result = loaded
+        .load_from(&mut store)
+        .map_err(|e| store_error("loading modules_to_save", e))?;
+    if let Some(key) = result.unused.first() {
+        return Err(FileError::UnexpectedKey {
+            file: file.source.clone(),
+            key: key.clone(),
+            why: "a whole-tensor replacement that no parameter of the model takes (check the path map)"
+                .to_string(),
+        });
+    }
+    if let Some(e) = result.errors.first() {
+        return Err(store_error("loading modules_to_save", e));
+    }
+    Ok((loaded, result.applied))
 }
 
 /// One adapted weight as a visitor sees it: the base's path and shape, and the factor
@@ -243,6 +279,8 @@ struct Collector {
     below: usize,
     last: Option<(String, Vec<usize>)>,
     seen: Vec<Seen>,
+    /// Trainable parameters outside any reparameterization (a head, BatchNorm affine).
+    trainable: Vec<String>,
 }
 
 impl ModuleVisitor for Collector {
@@ -272,6 +310,9 @@ impl ModuleVisitor for Collector {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if self.depth == 0 {
+            if param.is_require_grad() {
+                self.trainable.push(self.path.join("."));
+            }
             self.last = Some((self.path.join("."), param.lazy_shape().to_vec()));
         } else if let Some(seen) = self.seen.last_mut() {
             let value = param.val();
@@ -415,7 +456,9 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
 }
 
 /// The adapters of `model` as an adapter file (native, unless written in another format),
-/// the layer at burn path `p.weight` named `back(p)`.
+/// the layer at burn path `p.weight` named `back(p)`, with the model's other trainable
+/// parameters (a new head, BatchNorm affine) as whole-tensor replacements in PyTorch names and
+/// layouts.
 ///
 /// # Errors
 /// [`FileError::Inexpressible`] naming the first merged weight (unmerge before saving: the
@@ -471,11 +514,85 @@ pub fn file_from_model<M: Module>(model: &M, back: &PathMap) -> Result<AdapterFi
             },
         );
     }
+    let replacements = extras(model, &c.trainable, back)?;
     Ok(AdapterFile {
         source: "model".to_string(),
         format: Format::Native,
         layers: layers.into_values().collect(),
-        replacements: BTreeMap::new(),
+        replacements,
         rslora: false,
     })
+}
+
+fn store_error(what: &str, e: impl std::fmt::Debug) -> FileError {
+    FileError::Io {
+        file: "burn-store".to_string(),
+        reason: format!("{what}: {e:?}"),
+    }
+}
+
+/// Rewrite the module part (all but the last segment) of each key with `map`.
+fn rename_modules(dict: StateDict, map: &PathMap) -> StateDict {
+    let tensors = dict
+        .tensors
+        .into_iter()
+        .map(|(k, v)| match k.rsplit_once('.') {
+            Some((module, name)) => (format!("{}.{name}", map.apply(module)), v),
+            None => (k, v),
+        })
+        .collect();
+    StateDict {
+        tensors,
+        metadata: dict.metadata,
+    }
+}
+
+/// The trainable extras at burn paths `paths`, in PyTorch names and layouts (burn-store's
+/// adapter transposes Linear weights and renames BatchNorm gamma/beta), keyed by `back`'s
+/// module names.
+fn extras<M: Module>(
+    model: &M,
+    paths: &[String],
+    back: &PathMap,
+) -> Result<BTreeMap<String, Stored>> {
+    if paths.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
+    model
+        .save_into(&mut store)
+        .map_err(|e| store_error("saving the trainable extras", e))?;
+    let bytes = store
+        .get_bytes()
+        .map_err(|e| store_error("saving the trainable extras", e))?;
+    let dict = rename_modules(StateDict::from_bytes("trainable extras", &bytes)?, back);
+    // burn-store names a BatchNorm's gamma and beta `weight` and `bias` in PyTorch layout; keep
+    // exactly the listed parameters under those names.
+    let wanted: std::collections::BTreeSet<String> = paths
+        .iter()
+        .filter_map(|p| p.rsplit_once('.'))
+        .map(|(module, name)| {
+            let name = match name {
+                "gamma" => "weight",
+                "beta" => "bias",
+                other => other,
+            };
+            format!("{}.{name}", back.apply(module))
+        })
+        .collect();
+    let tensors: BTreeMap<String, Stored> = dict
+        .tensors
+        .into_iter()
+        .filter(|(k, _)| wanted.contains(k))
+        .collect();
+    if tensors.len() != wanted.len() {
+        return Err(store_error(
+            "saving the trainable extras",
+            format!(
+                "wanted {wanted:?}, burn-store gave {:?}",
+                tensors.keys().collect::<Vec<_>>()
+            ),
+        ));
+    }
+    Ok(tensors)
 }

@@ -384,3 +384,80 @@ fn merged_hot_swap_drift_after_1000_swaps() {
     );
     assert!(drift < 1e-5, "drift {drift:e}");
 }
+
+/// PEFT `modules_to_save` on a BatchNorm (`stem.1`: affine and running statistics): merged into
+/// the state dict by the file-level merge and loaded onto the burn model by `attach_file`, the
+/// two give the same outputs; the model's trainable extras come back out of `file_from_model`
+/// in PyTorch names and layouts.
+#[test]
+fn modules_to_save_load_on_both_paths_and_extras_save() {
+    // Trainability is an autodiff notion: on a plain device nothing requires a gradient.
+    let device = Device::flex().autodiff();
+    let src = fixture("model-peft-lora");
+    let dir = std::env::temp_dir().join(format!("lora-files-mts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let config = std::fs::read_to_string(src.join("adapter_config.json")).unwrap_or_default();
+    let config = config.replace(
+        "\"modules_to_save\": null",
+        "\"modules_to_save\": [\"stem.1\"]",
+    );
+    std::fs::write(dir.join("adapter_config.json"), config).unwrap_or_else(|e| panic!("{e}"));
+    let base_dict = common::read(&src.join("base.safetensors"));
+    let mut weights = common::read(&src.join("adapter_model.safetensors"));
+    let mut new_values = std::collections::BTreeMap::new();
+    for p in ["weight", "bias", "running_mean", "running_var"] {
+        let (shape, v) = values(&base_dict, &format!("stem.1.{p}"));
+        let changed: Vec<f32> = v.iter().map(|x| x * 1.5 + 0.1).collect();
+        new_values.insert(p, changed.clone());
+        weights.tensors.insert(
+            format!("base_model.model.stem.1.{p}"),
+            lora_files::Stored::from_f32(shape, &changed),
+        );
+    }
+    weights
+        .write(&dir.join("adapter_model.safetensors"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let adapter = format::read(&dir, &ReadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(adapter.replacements.len(), 4);
+
+    // File level: merge, then load the merged state dict as a plain burn model.
+    let merged = lora_files::merge::merge(&base_dict, "base", &adapter, 1.0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    merged
+        .write(&dir.join("merged.safetensors"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(src.join("input.safetensors"), dir.join("input.safetensors"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(dir.join("merged.safetensors"), dir.join("base.safetensors"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let x = input(&src, &device);
+    let y_file = out(base(&dir, &device).forward(x.clone()));
+
+    // Model level: the original base, the adapter file with its replacements.
+    let adapted = attach_file(&base(&src, &device), &adapter, &to_burn(), vec![])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_close(
+        "modules_to_save: file merge vs model",
+        &out(adapted.forward(x)),
+        &y_file,
+        1e-4,
+    );
+    let gamma = adapted
+        .stem_bn
+        .gamma
+        .val()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap_or_default();
+    assert_eq!(gamma, new_values["weight"]);
+
+    // Saving: the trainable extras (the BatchNorm affine) come back in PyTorch names.
+    let saved = file_from_model(&adapted, &to_pytorch()).unwrap_or_else(|e| panic!("{e}"));
+    let keys: Vec<&str> = saved.replacements.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["stem.1.bias", "stem.1.weight"]);
+    assert_eq!(
+        saved.replacements["stem.1.weight"].to_f32(),
+        Some(new_values["weight"].clone())
+    );
+}
