@@ -91,6 +91,9 @@ pub struct LayerAdapter {
     pub scale: f64,
     /// DoRA magnitude, if any.
     pub magnitude: Option<Magnitude>,
+    /// The adapted weight's shape in PyTorch layout, when known (native files, a model, or a
+    /// resolved base); a merge checks it.
+    pub base_shape: Option<Vec<usize>>,
 }
 
 impl std::fmt::Debug for LayerAdapter {

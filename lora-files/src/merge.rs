@@ -25,15 +25,30 @@ pub fn modules(base: &StateDict) -> BTreeSet<String> {
 pub fn resolve(adapter: &mut AdapterFile, base: &StateDict, prefixes: &[String]) -> Result<()> {
     let modules = modules(base);
     if adapter.format == Format::Lycoris {
-        return lycoris::resolve(adapter, &modules, prefixes);
+        lycoris::resolve(adapter, &modules, prefixes)?;
     }
-    for layer in &adapter.layers {
+    for layer in &mut adapter.layers {
         if !modules.contains(&layer.module) {
             return Err(FileError::UnexpectedKey {
                 file: adapter.source.clone(),
                 key: layer.key_prefix.clone(),
                 why: format!("the base has no module `{}`", layer.module),
             });
+        }
+        let key = format!("{}.weight", layer.module);
+        if let Some(stored) = base.tensors.get(&key) {
+            match &layer.base_shape {
+                Some(shape) if *shape != stored.shape => {
+                    return Err(FileError::Shape {
+                        file: adapter.source.clone(),
+                        key: format!("{} (base_shape)", layer.key_prefix),
+                        expected: format!("{:?}, the shape of `{key}` in the base", stored.shape),
+                        actual: shape.clone(),
+                    });
+                }
+                Some(_) => {}
+                None => layer.base_shape = Some(stored.shape.clone()),
+            }
         }
     }
     Ok(())

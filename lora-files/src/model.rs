@@ -511,6 +511,12 @@ pub fn file_from_model<M: Module>(model: &M, back: &PathMap) -> Result<AdapterFi
                 alpha: Some(scale * rank as f64),
                 scale,
                 magnitude: None,
+                // PyTorch layout: burn's Linear is [d_in, d_out].
+                base_shape: Some(if seen.shape.len() == 2 {
+                    vec![seen.shape[1], seen.shape[0]]
+                } else {
+                    seen.shape.clone()
+                }),
             },
         );
     }

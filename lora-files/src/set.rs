@@ -328,6 +328,7 @@ fn concatenate(module: &str, parts: &[(&LayerAdapter, f64)]) -> Result<LayerAdap
         alpha: Some(total as f64),
         scale: 1.0,
         magnitude: None,
+        base_shape: first.base_shape.clone(),
     })
 }
 

@@ -183,6 +183,7 @@ fn one_layer(factors: Factors, magnitude: Option<Magnitude>) -> AdapterFile {
             alpha: Some(1.0),
             scale: 0.5,
             magnitude,
+            base_shape: None,
         }],
         replacements: Default::default(),
         rslora: false,

@@ -156,6 +156,7 @@ fn cp_adapter() -> AdapterFile {
             alpha: Some(1.0),
             scale: 0.5,
             magnitude: None,
+            base_shape: Some(vec![16, 8, 3, 3]),
         }],
         replacements: Default::default(),
         rslora: false,
@@ -241,6 +242,7 @@ fn corrupted_files_are_refused_by_name() {
             "peft_type",
         ),
         ("\"bias\": \"none\"", "\"bias\": \"all\"", "bias"),
+        ("\"head\",", "\"classifier\",", "target_modules"),
         (
             "\"r\": 4,",
             "\"r\": 4, \"some_future_field\": 3,",
@@ -353,6 +355,32 @@ fn merge_refuses_a_base_without_the_weight_and_leaves_it_alone() {
     let err = merge::merge(&wrong, "wrong.safetensors", &adapter, 1.0);
     assert!(
         matches!(&err, Err(FileError::Shape { key, .. }) if key == "block.5.weight"),
+        "{err:?}"
+    );
+}
+
+/// A native file records each layer's base shape; resolving it against a base whose weight has
+/// another shape is refused, naming the layer.
+#[test]
+fn native_base_shape_is_checked_against_the_base() {
+    let dir = fixture("model-peft-lora");
+    let base = common::read(&dir.join("base.safetensors"));
+    let adapter = resolved(&dir, &base);
+    let block5 = adapter.layers.iter().find(|l| l.module == "block.5");
+    assert_eq!(
+        block5.and_then(|l| l.base_shape.as_deref()),
+        Some(&[16, 16, 1, 1][..])
+    );
+    let out = tmp("shape").join("a.safetensors");
+    format::write(&adapter, Format::Native, &out).unwrap_or_else(|e| panic!("{e}"));
+    let mut other = base.clone();
+    if let Some(w) = other.tensors.get_mut("block.5.weight") {
+        w.shape = vec![16, 4, 2, 2];
+    }
+    let mut back = read(&out);
+    let err = merge::resolve(&mut back, &other, &ReadOptions::default().prefixes);
+    assert!(
+        matches!(&err, Err(FileError::Shape { key, actual, .. }) if key.starts_with("block.5") && actual == &vec![16, 16, 1, 1]),
         "{err:?}"
     );
 }

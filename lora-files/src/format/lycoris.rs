@@ -116,6 +116,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<AdapterFile> {
             alpha,
             scale,
             magnitude,
+            base_shape: None,
         };
         layer.delta(&file)?;
         layers.push(layer);

@@ -6,11 +6,12 @@
 //! {"format": "lora-files", "version": 1, "rslora": false,
 //!  "layers": [{"module": "block.0", "algorithm": "tucker2", "rank": 4, "alpha": 2.0,
 //!              "scale": 0.5, "factors": ["lora_down.weight", "lora_mid.weight", "lora_up.weight"],
-//!              "magnitude": null}],
+//!              "magnitude": null, "base_shape": [16, 8, 3, 3]}],
 //!  "extras": ["head.weight"]}
 //! ```
 //!
-//! Every algorithm is expressible here, CP included. Reading checks the version, that the
+//! A native file always holds unmerged factors (a merged model is refused on save). Every
+//! algorithm is expressible here, CP included. Reading checks the version, that the
 //! metadata and the tensors name the same keys, shapes, dtypes and finiteness, before anything
 //! is returned.
 
@@ -49,6 +50,7 @@ struct LayerMeta {
     scale: f64,
     factors: Vec<String>,
     magnitude: Option<String>,
+    base_shape: Option<Vec<usize>>,
 }
 
 fn layout_name(l: MagnitudeLayout) -> &'static str {
@@ -154,6 +156,7 @@ pub fn read(path: &Path, registry: &Registry) -> Result<AdapterFile> {
             alpha: lm.alpha,
             scale: lm.scale,
             magnitude,
+            base_shape: lm.base_shape.clone(),
         };
         layer.delta(&file)?;
         layers.push(layer);
@@ -222,6 +225,7 @@ pub fn write(adapter: &AdapterFile, path: &Path) -> Result<()> {
                 .magnitude
                 .as_ref()
                 .map(|m| layout_name(m.layout).to_string()),
+            base_shape: l.base_shape.clone(),
         });
     }
     for (key, stored) in &adapter.replacements {

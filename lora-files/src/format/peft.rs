@@ -81,6 +81,27 @@ struct Config {
     rank_pattern: Vec<(Regex, String, usize)>,
     alpha_pattern: Vec<(Regex, String, f64)>,
     modules_to_save: Vec<String>,
+    targets: Targets,
+}
+
+/// PEFT's `target_modules`: a list names modules exactly or as a `.name` suffix; a string is a
+/// full-match regex; `all-linear` is every linear layer.
+enum Targets {
+    Any,
+    List(Vec<String>),
+    Regex(Regex),
+    AllLinear,
+}
+
+impl Targets {
+    fn admits(&self, module: &str, linear: bool) -> bool {
+        match self {
+            Targets::Any => true,
+            Targets::List(names) => names.iter().any(|n| names_module(n, module)),
+            Targets::Regex(re) => re.is_match(module),
+            Targets::AllLinear => linear,
+        }
+    }
 }
 
 fn config_error(file: &str, field: &str, value: &Value, why: &str) -> FileError {
@@ -205,7 +226,39 @@ fn parse_config(file: &str, text: &str) -> Result<Config> {
             ));
         }
     };
+    let targets = match obj.get("target_modules") {
+        None | Some(Value::Null) => Targets::Any,
+        Some(Value::String(s)) if s == "all-linear" => Targets::AllLinear,
+        Some(Value::String(s)) => {
+            Targets::Regex(Regex::new(&format!("^(?:{s})$")).map_err(|e| {
+                config_error(
+                    file,
+                    "target_modules",
+                    &json!(s),
+                    &format!("not a regex: {e}"),
+                )
+            })?)
+        }
+        Some(Value::Array(a)) => Targets::List(
+            a.iter()
+                .map(|v| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        config_error(file, "target_modules", v, "must be a list of module names")
+                    })
+                })
+                .collect::<Result<_>>()?,
+        ),
+        Some(v) => {
+            return Err(config_error(
+                file,
+                "target_modules",
+                v,
+                "must be a list of module names or a regex",
+            ));
+        }
+    };
     Ok(Config {
+        targets,
         r,
         alpha,
         rslora: flag("use_rslora")?,
@@ -342,6 +395,19 @@ pub fn read(dir: &Path, registry: &Registry) -> Result<AdapterFile> {
                     why: "the layer's other LoRA factor is present".to_string(),
                 })?;
         }
+        let linear = factors
+            .get("lora_down.weight")
+            .is_some_and(|f| f.shape.len() == 2);
+        if !config.targets.admits(&module, linear) {
+            return Err(FileError::Config {
+                file: config_file.clone(),
+                field: "target_modules".to_string(),
+                value: module.clone(),
+                why: format!(
+                    "{file} holds factors for this module, which target_modules does not name"
+                ),
+            });
+        }
         if config.dora && magnitude.is_none() {
             return Err(FileError::MissingKey {
                 file: file.clone(),
@@ -382,6 +448,7 @@ pub fn read(dir: &Path, registry: &Registry) -> Result<AdapterFile> {
             alpha: Some(alpha),
             scale,
             magnitude,
+            base_shape: None,
         };
         // Check the factors fit together now, so that a bad file fails on reading.
         layer.delta(&file)?;
