@@ -170,21 +170,17 @@ fn randomize_factors<M: Module>(model: M, rng: &mut StdRng, std: f32) -> M {
     struct R<'a> {
         rng: &'a mut StdRng,
         std: f32,
-        depth: usize,
+        at: lora_core::Position,
     }
     impl ModuleMapper for R<'_> {
-        fn enter_module(&mut self, _name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth += 1;
-            }
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.at.enter(name, container_type);
         }
         fn exit_module(&mut self, _name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth -= 1;
-            }
+            self.at.exit(container_type);
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            if self.depth == 0 {
+            if self.at.outside() {
                 return param;
             }
             let (rng, std) = (&mut *self.rng, self.std);
@@ -195,7 +191,11 @@ fn randomize_factors<M: Module>(model: M, rng: &mut StdRng, std: f32) -> M {
             })
         }
     }
-    model.map(&mut R { rng, std, depth: 0 })
+    model.map(&mut R {
+        rng,
+        std,
+        at: lora_core::Position::default(),
+    })
 }
 
 fn max_abs<const N: usize>(t: Tensor<N>) -> f32 {

@@ -83,35 +83,27 @@ pub fn scan<M: Module>(module: &M) -> Vec<ParamInfo> {
 
 #[derive(Default)]
 struct Scanner {
-    path: Vec<String>,
-    depth_in_reparam: usize,
+    at: crate::Position,
     params: Vec<ParamInfo>,
 }
 
 impl ModuleVisitor for Scanner {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if container_type == "Reparameterization" {
-            if self.depth_in_reparam == 0
-                && let Some(last) = self.params.last_mut()
-            {
-                last.reparameterized = true;
-            }
-            self.depth_in_reparam += 1;
+        if self.at.enter(name, container_type)
+            && let Some(last) = self.params.last_mut()
+        {
+            last.reparameterized = true;
         }
-        self.path.push(name.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if container_type == "Reparameterization" {
-            self.depth_in_reparam -= 1;
-        }
-        self.path.pop();
+        self.at.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if self.depth_in_reparam == 0 {
+        if self.at.outside() {
             self.params.push(ParamInfo {
-                path: self.path.join("."),
+                path: self.at.path(),
                 shape: param.lazy_shape().to_vec(),
                 reparameterized: false,
                 id: param.id,

@@ -46,6 +46,7 @@ pub mod io;
 pub mod linear;
 pub mod merge;
 pub mod params;
+pub mod position;
 pub mod testing;
 
 pub use adapter::{
@@ -58,3 +59,4 @@ pub use error::{LoraError, Result};
 pub use linear::{LinearAdapter, LoraLinear, LoraLinearConfig};
 pub use merge::{AdaptedParam, adapted_params, has_adapters, merge, strip, unmerge};
 pub use params::{ParamCounts, param_counts};
+pub use position::Position;

@@ -85,55 +85,47 @@ pub fn has_adapters<M: Module>(model: &M) -> bool {
 
 #[derive(Default)]
 struct AdapterFinder {
-    path: Vec<String>,
     last_float: Option<(String, ParamId, usize)>,
-    depth: usize,
+    at: crate::Position,
     found: Vec<AdaptedParam>,
 }
 
 impl ModuleVisitor for AdapterFinder {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if container_type == "Reparameterization" {
-            if self.depth == 0
-                && let Some((path, id, rank)) = self.last_float.take()
-            {
-                self.found.push(AdaptedParam {
-                    path,
-                    merged: false,
-                    scale: 0.0,
-                    id,
-                    rank,
-                    ours: false,
-                });
-            }
-            self.depth += 1;
+        if self.at.enter(name, container_type)
+            && let Some((path, id, rank)) = self.last_float.take()
+        {
+            self.found.push(AdaptedParam {
+                path,
+                merged: false,
+                scale: 0.0,
+                id,
+                rank,
+                ours: false,
+            });
         }
-        self.path.push(name.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if container_type == "Reparameterization" {
-            self.depth -= 1;
-        }
-        self.path.pop();
+        self.at.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if self.depth == 0 {
-            self.last_float = Some((self.path.join("."), param.id, D));
+        if self.at.outside() {
+            self.last_float = Some((self.at.path(), param.id, D));
         }
     }
 
     fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, Int>>) {
-        if self.depth == 1
-            && self.path.last().is_some_and(|n| n == "merged")
+        if self.at.depth() == 1
+            && self.at.last() == Some("merged")
             && let Some(found) = self.found.last_mut()
         {
             found.merged = flag_is_set(param);
             found.ours = true;
         }
-        if self.depth == 1
-            && self.path.last().is_some_and(|n| n == "scale")
+        if self.at.depth() == 1
+            && self.at.last() == Some("scale")
             && let Some(found) = self.found.last_mut()
             && let Some(bits) = param.val().into_data().iter::<i64>().next()
         {
@@ -286,22 +278,18 @@ fn all_finite(tensor: &(dyn Any + Send)) -> bool {
 fn widen<M: Module>(model: M, adapted: &[AdaptedParam]) -> (M, HashMap<ParamId, FloatDType>) {
     struct Widen<'a> {
         ids: &'a [AdaptedParam],
-        depth: usize,
+        at: crate::Position,
         dtypes: HashMap<ParamId, FloatDType>,
     }
     impl ModuleMapper for Widen<'_> {
-        fn enter_module(&mut self, _name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth += 1;
-            }
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.at.enter(name, container_type);
         }
         fn exit_module(&mut self, _name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth -= 1;
-            }
+            self.at.exit(container_type);
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            if self.depth > 0 || !self.ids.iter().any(|a| a.id == param.id) {
+            if !self.at.outside() || !self.ids.iter().any(|a| a.id == param.id) {
                 return param;
             }
             let id = param.id;
@@ -316,7 +304,7 @@ fn widen<M: Module>(model: M, adapted: &[AdaptedParam]) -> (M, HashMap<ParamId, 
     }
     let mut widen = Widen {
         ids: adapted,
-        depth: 0,
+        at: crate::Position::default(),
         dtypes: HashMap::new(),
     };
     let model = model.map(&mut widen);
@@ -368,29 +356,25 @@ fn subtract_delta(now: &(dyn Any + Send), twice: Box<dyn Any + Send>) -> Box<dyn
 fn collect<M: Module>(model: M, adapted: &[AdaptedParam]) -> HashMap<ParamId, Box<dyn Any + Send>> {
     struct Collector<'a> {
         ids: &'a [AdaptedParam],
-        depth: usize,
+        at: crate::Position,
         out: HashMap<ParamId, Box<dyn Any + Send>>,
     }
     impl ModuleVisitor for Collector<'_> {
-        fn enter_module(&mut self, _name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth += 1;
-            }
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.at.enter(name, container_type);
         }
         fn exit_module(&mut self, _name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth -= 1;
-            }
+            self.at.exit(container_type);
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if self.depth == 0 && self.ids.iter().any(|a| a.id == param.id) {
+            if self.at.outside() && self.ids.iter().any(|a| a.id == param.id) {
                 self.out.insert(param.id, Box::new(param.base().detach()));
             }
         }
     }
     let mut collector = Collector {
         ids: adapted,
-        depth: 0,
+        at: crate::Position::default(),
         out: HashMap::new(),
     };
     model.visit(&mut collector);
@@ -402,8 +386,7 @@ struct Rewrite {
     ids: Vec<ParamId>,
     bases: HashMap<ParamId, Box<dyn Any + Send>>,
     flag: i64,
-    path: Vec<String>,
-    depth: usize,
+    at: crate::Position,
 }
 
 impl Rewrite {
@@ -412,29 +395,22 @@ impl Rewrite {
             ids: adapted.iter().map(|a| a.id).collect(),
             bases: HashMap::new(),
             flag: 0,
-            path: Vec::new(),
-            depth: 0,
+            at: crate::Position::default(),
         }
     }
 }
 
 impl ModuleMapper for Rewrite {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if container_type == "Reparameterization" {
-            self.depth += 1;
-        }
-        self.path.push(name.to_string());
+        self.at.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if container_type == "Reparameterization" {
-            self.depth -= 1;
-        }
-        self.path.pop();
+        self.at.exit(container_type);
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if self.depth > 0 || !self.ids.contains(&param.id) {
+        if !self.at.outside() || !self.ids.contains(&param.id) {
             return param;
         }
         match self
@@ -451,7 +427,7 @@ impl ModuleMapper for Rewrite {
     }
 
     fn map_int<const D: usize>(&mut self, param: Param<Tensor<D, Int>>) -> Param<Tensor<D, Int>> {
-        if self.depth == 1 && self.path.last().is_some_and(|n| n == "merged") {
+        if self.at.depth() == 1 && self.at.last() == Some("merged") {
             let flag = self.flag;
             return param.map(|old| old.zeros_like().add_scalar(flag));
         }

@@ -37,27 +37,23 @@ pub fn param_counts<M: Module>(module: &M) -> ParamCounts {
 
 #[derive(Default)]
 struct Counter {
-    depth: usize,
+    at: crate::Position,
     counts: ParamCounts,
 }
 
 impl ModuleVisitor for Counter {
-    fn enter_module(&mut self, _name: &str, container_type: &str) {
-        if container_type == "Reparameterization" {
-            self.depth += 1;
-        }
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.at.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if container_type == "Reparameterization" {
-            self.depth -= 1;
-        }
+        self.at.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let n = param.lazy_shape().num_elements();
         self.counts.total += n;
-        if self.depth > 0 {
+        if !self.at.outside() {
             self.counts.adapter += n;
         }
         if param.is_require_grad() {

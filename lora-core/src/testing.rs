@@ -12,21 +12,17 @@ use burn::tensor::{Distribution, Tensor};
 pub fn randomize_adapters<M: Module>(model: M, std: f64) -> M {
     struct Randomize {
         std: f64,
-        depth: usize,
+        at: crate::Position,
     }
     impl ModuleMapper for Randomize {
-        fn enter_module(&mut self, _name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth += 1;
-            }
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.at.enter(name, container_type);
         }
         fn exit_module(&mut self, _name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth -= 1;
-            }
+            self.at.exit(container_type);
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            if self.depth == 0 {
+            if self.at.outside() {
                 return param;
             }
             let std = self.std;
@@ -37,7 +33,10 @@ pub fn randomize_adapters<M: Module>(model: M, std: f64) -> M {
             })
         }
     }
-    model.map(&mut Randomize { std, depth: 0 })
+    model.map(&mut Randomize {
+        std,
+        at: crate::Position::default(),
+    })
 }
 
 /// `into` with the adapter factors of `from` (matched by parameter path), and everything else
@@ -49,54 +48,40 @@ pub fn randomize_adapters<M: Module>(model: M, std: f64) -> M {
 pub fn copy_adapter_factors<M: Module>(into: M, from: &M) -> M {
     #[derive(Default)]
     struct Collect {
-        path: Vec<String>,
-        depth: usize,
+        at: crate::Position,
         out: HashMap<String, Box<dyn Any + Send>>,
     }
     impl ModuleVisitor for Collect {
         fn enter_module(&mut self, name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth += 1;
-            }
-            self.path.push(name.to_string());
+            self.at.enter(name, container_type);
         }
         fn exit_module(&mut self, _name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth -= 1;
-            }
-            self.path.pop();
+            self.at.exit(container_type);
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if self.depth > 0 {
-                self.out.insert(self.path.join("."), Box::new(param.val()));
+            if !self.at.outside() {
+                self.out.insert(self.at.path(), Box::new(param.val()));
             }
         }
     }
     struct Replace {
-        path: Vec<String>,
-        depth: usize,
+        at: crate::Position,
         factors: HashMap<String, Box<dyn Any + Send>>,
     }
     impl ModuleMapper for Replace {
         fn enter_module(&mut self, name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth += 1;
-            }
-            self.path.push(name.to_string());
+            self.at.enter(name, container_type);
         }
         fn exit_module(&mut self, _name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth -= 1;
-            }
-            self.path.pop();
+            self.at.exit(container_type);
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            if self.depth == 0 {
+            if self.at.outside() {
                 return param;
             }
             let Some(new) = self
                 .factors
-                .remove(&self.path.join("."))
+                .remove(&self.at.path())
                 .and_then(|b| b.downcast::<Tensor<D>>().ok())
             else {
                 return param;
@@ -113,8 +98,7 @@ pub fn copy_adapter_factors<M: Module>(into: M, from: &M) -> M {
     let mut collect = Collect::default();
     from.visit(&mut collect);
     into.map(&mut Replace {
-        path: Vec::new(),
-        depth: 0,
+        at: crate::Position::default(),
         factors: collect.out,
     })
 }

@@ -17,24 +17,17 @@ fn fill_factors<M: Module>(model: M, prefix: &str, value: f32) -> M {
     struct Fill<'a> {
         prefix: &'a str,
         value: f32,
-        path: Vec<String>,
-        depth: usize,
+        at: lora_core::Position,
     }
     impl ModuleMapper for Fill<'_> {
         fn enter_module(&mut self, name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth += 1;
-            }
-            self.path.push(name.to_string());
+            self.at.enter(name, container_type);
         }
         fn exit_module(&mut self, _name: &str, container_type: &str) {
-            if container_type == "Reparameterization" {
-                self.depth -= 1;
-            }
-            self.path.pop();
+            self.at.exit(container_type);
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            if self.depth == 0 || !self.path.join(".").starts_with(self.prefix) {
+            if self.at.outside() || !self.at.path().starts_with(self.prefix) {
                 return param;
             }
             let value = self.value;
@@ -44,8 +37,7 @@ fn fill_factors<M: Module>(model: M, prefix: &str, value: f32) -> M {
     model.map(&mut Fill {
         prefix,
         value,
-        path: Vec::new(),
-        depth: 0,
+        at: lora_core::Position::default(),
     })
 }
 

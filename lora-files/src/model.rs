@@ -274,8 +274,7 @@ struct Seen {
 /// `merged` and `scale` integers of [`lora_core::LoraParam`]), not downcast.
 #[derive(Default)]
 struct Collector {
-    path: Vec<String>,
-    depth: usize,
+    at: lora_core::Position,
     below: usize,
     last: Option<(String, Vec<usize>)>,
     seen: Vec<Seen>,
@@ -285,53 +284,46 @@ struct Collector {
 
 impl ModuleVisitor for Collector {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if container_type == "Reparameterization" {
-            if self.depth == 0
-                && let Some((path, shape)) = self.last.take()
-            {
-                self.below = self.path.len() + 1;
-                self.seen.push(Seen {
-                    path,
-                    shape,
-                    ..Seen::default()
-                });
-            }
-            self.depth += 1;
+        if self.at.enter(name, container_type)
+            && let Some((path, shape)) = self.last.take()
+        {
+            self.below = self.at.names().len();
+            self.seen.push(Seen {
+                path,
+                shape,
+                ..Seen::default()
+            });
         }
-        self.path.push(name.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if container_type == "Reparameterization" {
-            self.depth -= 1;
-        }
-        self.path.pop();
+        self.at.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if self.depth == 0 {
+        if self.at.outside() {
             if param.is_require_grad() {
-                self.trainable.push(self.path.join("."));
+                self.trainable.push(self.at.path());
             }
-            self.last = Some((self.path.join("."), param.lazy_shape().to_vec()));
+            self.last = Some((self.at.path(), param.lazy_shape().to_vec()));
         } else if let Some(seen) = self.seen.last_mut() {
             let value = param.val();
             let dims = value.dims().to_vec();
             let values = value.into_data().try_to_vec::<f32>().unwrap_or_default();
             seen.factors
-                .push((self.path[self.below..].to_vec(), dims, values));
+                .push((self.at.names()[self.below..].to_vec(), dims, values));
         }
     }
 
     fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, burn::tensor::Int>>) {
-        if self.depth != 1 {
+        if self.at.depth() != 1 {
             return;
         }
         let Some(seen) = self.seen.last_mut() else {
             return;
         };
         let first = param.val().into_data().iter::<i64>().next();
-        match self.path.last().map(String::as_str) {
+        match self.at.last() {
             Some("merged") => seen.merged = first.is_some_and(|v| v != 0),
             Some("scale") => seen.scale = first.map(lora_core::scale_from_bits),
             _ => {}
