@@ -17,8 +17,10 @@ use crate::{LoraError, Result};
 /// Implementors are modules whose parameters are the trainable factors; burn sees them as
 /// ordinary parameters (optimizer, records, autodiff, device moves).
 ///
-/// To add an adapter type: implement this trait in one file, then add one arm to the enum that
-/// the workspace attaches with (`lora_conv::AnyAdapter`).
+/// Merge, unmerge, strip, records and training are written once over this trait, so an
+/// adapter type only implements it; an [`AdapterFactory`](crate::AdapterFactory) builds it for
+/// each targeted weight. Downstream crates add types this way (the conv crate gathers its own
+/// in one enum).
 pub trait Adapter: Module + ModuleDisplay + Sync + 'static {
     /// The rank `r` of the update.
     fn rank(&self) -> usize;

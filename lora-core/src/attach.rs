@@ -13,10 +13,9 @@ use crate::{LoraError, Result};
 
 /// Builds the adapter for one targeted weight.
 ///
-/// This is how one reparameterizer serves every adapter type of the workspace: the factory's
-/// `Adapter` is an enum with one arm per type (`lora_conv::AnyAdapter`), and the factory picks
-/// the arm from the weight's shape and its own settings. burn does not nest reparameterizations,
-/// so a model carries one factory's adapters.
+/// One [`attach()`] call uses one factory, whose `Adapter` type may be a single adapter type or
+/// an enum of several (a factory picks the arm from the weight's shape and its own settings).
+/// burn does not nest reparameterizations, so a model carries one factory's adapters.
 pub trait AdapterFactory {
     /// The adapter type this factory builds.
     type Adapter: Adapter;
