@@ -186,7 +186,7 @@ pub fn with_bypass(
             let spec = AdapterSpec::new(adapter.rank(), adapter.rank() as f64);
             let wrapped = LoraConv::new(&path, b.conv, variant, &spec, 0.0, mode, device)?;
             Ok(Block {
-                conv: LoraConv { adapter, ..wrapped },
+                conv: wrapped.with_adapter(&path, adapter)?,
                 norm: a.norm.clone(),
                 pool: b.pool,
             })

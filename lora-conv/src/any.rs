@@ -66,6 +66,16 @@ impl AnyAdapter {
         }
     }
 
+    /// The adapted kernel's shape `[t, s/g, k..]`, or `None` for linear LoRA.
+    pub fn kernel_shape(&self) -> Option<&[usize]> {
+        match self {
+            AnyAdapter::Linear(_) => None,
+            AnyAdapter::Hf(a) => Some(&a.kernel_shape),
+            AnyAdapter::Tucker2(a) => Some(&a.kernel_shape),
+            AnyAdapter::Cp(a) => Some(&a.kernel_shape),
+        }
+    }
+
     /// Build the `variant` adapter for a conv kernel of shape `[t, s/g, k..]`.
     ///
     /// # Errors

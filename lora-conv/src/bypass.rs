@@ -36,17 +36,18 @@ use crate::variant::ConvVariant;
 #[derive(Module, Debug)]
 pub struct LoraConv<C: ConvLayer> {
     /// The frozen base layer.
-    pub base: C,
-    /// The trainable update (a conv arm of [`AnyAdapter`]).
-    pub adapter: AnyAdapter,
+    base: C,
+    /// The trainable update: a conv arm of [`AnyAdapter`] whose update has the base kernel's
+    /// shape (checked by every constructor, so a bypass branch always exists).
+    adapter: AnyAdapter,
     /// Dropout on the branch input.
-    pub dropout: Dropout,
-    /// How the output is computed.
+    dropout: Dropout,
+    /// How the output is computed (never `Bypass` on a grouped conv).
     #[module(skip)]
-    pub mode: ForwardMode,
+    mode: ForwardMode,
     /// The cost model `Auto` decides with.
     #[module(skip)]
-    pub cost: CostModel,
+    cost: CostModel,
 }
 
 impl<C: ConvLayer> LoraConv<C> {
@@ -110,6 +111,42 @@ impl<C: ConvLayer> LoraConv<C> {
         Ok(Self { mode, ..self })
     }
 
+    /// The same layer with another adapter (trained elsewhere, or with other factors).
+    ///
+    /// # Errors
+    /// [`LoraError::UnsupportedGeometry`] naming `name` for a linear adapter (it has no conv
+    /// branch); [`LoraError::ShapeMismatch`] when the adapter's kernel is not the base's.
+    pub fn with_adapter(self, name: &str, adapter: AnyAdapter) -> Result<Self> {
+        let expected = self.base.geometry().weight_shape();
+        match adapter.kernel_shape() {
+            None => Err(LoraError::UnsupportedGeometry {
+                path: name.to_string(),
+                reason: "a linear adapter has no conv bypass branch; use a conv variant".into(),
+            }),
+            Some(shape) if shape != expected.as_slice() => Err(LoraError::ShapeMismatch {
+                path: format!("{name} (the adapter's kernel)"),
+                expected,
+                actual: shape.to_vec(),
+            }),
+            Some(_) => Ok(Self { adapter, ..self }),
+        }
+    }
+
+    /// The frozen base layer.
+    pub fn base(&self) -> &C {
+        &self.base
+    }
+
+    /// The adapter.
+    pub fn adapter(&self) -> &AnyAdapter {
+        &self.adapter
+    }
+
+    /// The forward mode.
+    pub fn mode(&self) -> ForwardMode {
+        self.mode
+    }
+
     /// The same layer deciding `Auto` with another cost model.
     pub fn with_cost(self, cost: CostModel) -> Self {
         Self { cost, ..self }
@@ -165,7 +202,13 @@ impl<C: ConvLayer> LoraConv<C> {
             AnyAdapter::Hf(a) => a.branch(input, stride, &padding, dilation),
             AnyAdapter::Tucker2(a) => a.branch(input, stride, &padding, dilation),
             AnyAdapter::Cp(a) => a.branch(input, stride, &padding, dilation),
-            AnyAdapter::Linear(_) => unreachable!("LoraConv::new only builds conv adapters"),
+            // Every constructor refuses a linear adapter; run the weight-space form if one
+            // got here anyway.
+            AnyAdapter::Linear(_) => {
+                return self
+                    .base
+                    .forward_with_delta(x, self.adapter.delta_weight::<N>());
+            }
         };
         self.base.forward_nd(x) + branch
     }

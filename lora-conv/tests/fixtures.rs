@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Param;
 use burn::nn::conv::{Conv1dConfig, Conv2dConfig};
-use burn::nn::{Dropout, DropoutConfig, PaddingConfig1d, PaddingConfig2d};
+use burn::nn::{PaddingConfig1d, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 use lora_conv::{
-    AnyAdapter, ConvLayer, CostModel, ForwardMode, HfAdapter, LoraConv, Tucker2Adapter, conv_config,
+    AnyAdapter, ConvLayer, ForwardMode, HfAdapter, LoraConv, Tucker2Adapter, conv_config,
 };
 use lora_core::io::{read_safetensors, take_tensor};
 use lora_core::testing::{Tol, assert_close};
@@ -45,10 +45,6 @@ impl AdapterFactory for Imported {
     fn build(&self, _: &str, _: &[usize], _: &AdapterSpec, _: &Device) -> Result<AnyAdapter> {
         Ok(self.0.clone())
     }
-}
-
-fn no_dropout() -> Dropout {
-    DropoutConfig::new(0.0).init()
 }
 
 /// Check one conv fixture in every form.
@@ -112,13 +108,20 @@ fn check<C: ConvLayer + Clone, const N: usize>(name: &str, base: C, adapter: Any
     );
 
     // Bypass.
-    let bypass = LoraConv {
+    let variant = adapter.variant().unwrap();
+    let spec = AdapterSpec::new(adapter.rank(), 1.0);
+    let bypass = LoraConv::new(
+        name,
         base,
-        adapter,
-        dropout: no_dropout(),
-        mode: ForwardMode::Bypass,
-        cost: CostModel::default(),
-    };
+        variant,
+        &spec,
+        0.0,
+        ForwardMode::Bypass,
+        &Device::flex(),
+    )
+    .unwrap()
+    .with_adapter(name, adapter)
+    .unwrap();
     assert_close(
         bypass.forward(input.clone()),
         expected.clone(),

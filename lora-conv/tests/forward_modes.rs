@@ -43,7 +43,7 @@ fn factor_grads<C: ConvLayer>(layer: &LoraConv<C>, grads: &burn::tensor::Gradien
         grads,
         out: Vec::new(),
     };
-    layer.adapter.visit(&mut visitor);
+    layer.adapter().visit(&mut visitor);
     assert!(!visitor.out.is_empty(), "the factors got no gradient");
     Tensor::cat(visitor.out, 0)
 }
@@ -60,10 +60,8 @@ fn randomize<C: ConvLayer>(layer: LoraConv<C>) -> LoraConv<C> {
             })
         }
     }
-    LoraConv {
-        adapter: layer.adapter.map(&mut R),
-        ..layer
-    }
+    let adapter = layer.adapter().clone().map(&mut R);
+    layer.with_adapter("layer", adapter).unwrap()
 }
 
 fn check_modes<C: ConvLayer + Clone, const N: usize>(name: &str, conv: C, input: &[usize]) {
@@ -243,4 +241,31 @@ fn dropout_needs_the_bypass_form() {
     )
     .unwrap();
     assert_eq!(auto.form(&[64, 3, 28, 28], true, true), ForwardMode::Bypass);
+}
+
+/// A bypass layer takes only a conv adapter of its own kernel: a linear adapter (no conv
+/// branch) and a kernel of another shape are errors naming the layer, not a panic later.
+#[test]
+fn with_adapter_refuses_linear_and_foreign_kernels() {
+    let device = Device::flex();
+    let conv = Conv2dConfig::new([4, 6], [3, 3]).init(&device);
+    let spec = AdapterSpec::new(2, 2.0);
+    let layer = LoraConv::wrap("blocks.0", conv, ConvVariant::Hf, &spec, 0.0, &device).unwrap();
+    let linear = lora_conv::AnyAdapter::Linear(
+        lora_core::LinearAdapter::new("x", 4, 6, &spec, &device).unwrap(),
+    );
+    match layer.clone().with_adapter("blocks.0", linear) {
+        Err(LoraError::UnsupportedGeometry { path, .. }) => assert_eq!(path, "blocks.0"),
+        other => panic!("{other:?}"),
+    }
+    let other =
+        lora_conv::AnyAdapter::conv(ConvVariant::Hf, "x", &[6, 4, 5, 5], &spec, &device).unwrap();
+    match layer.with_adapter("blocks.0", other) {
+        Err(LoraError::ShapeMismatch {
+            expected, actual, ..
+        }) => {
+            assert_eq!((expected, actual), (vec![6, 4, 3, 3], vec![6, 4, 5, 5]));
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -227,7 +227,7 @@ fn check<C: ConvLayer + WeightAdapter, const N: usize>(
         return;
     }
     let bypass = LoraConv::wrap("conv", conv.clone(), variant, &spec, 0.0, device).unwrap();
-    let bypass = LoraConv { adapter, ..bypass };
+    let bypass = bypass.with_adapter("conv", adapter).unwrap();
     let y_bypass = bypass.forward(x.clone());
     // The branch alone is the convolution of the input with ΔK, with the base's stride,
     // padding and dilation: an independent reference for the bypass chain.
@@ -432,10 +432,7 @@ fn forward_modes_agree_under_autodiff_and_only_factors_get_gradients() {
         );
         let adapter = ws.clone().weight_param_adapter().unwrap();
         let bypass = LoraConv::wrap("conv", conv.clone(), variant, &spec, 0.0, &device).unwrap();
-        let bypass = LoraConv {
-            adapter: adapter.clone(),
-            ..bypass
-        };
+        let bypass = bypass.with_adapter("conv", adapter.clone()).unwrap();
         let x = input::<4>(3, 6, &device);
         let y_ws = ws.forward(x.clone());
         // A fixed random cotangent, so that the gradients are not sums over symmetric terms.

@@ -502,10 +502,10 @@ impl Property for WeightSpaceEqualsBypass {
                 )),
             };
         }
-        let bypass = LoraConv {
-            adapter: adapted.adapter(),
-            ..wrapped.map_err(|e| e.to_string())?
-        };
+        let bypass = wrapped
+            .map_err(|e| e.to_string())?
+            .with_adapter("conv", adapted.adapter())
+            .map_err(|e| e.to_string())?;
         let tol = output_tol(case, &adapted, &x);
         check_close(
             bypass.forward(x.clone()),

@@ -30,7 +30,7 @@ fn both_forms_train_identically() {
             .clone();
         let spec = AdapterSpec::new(2, 4.0);
         let wrapped = LoraConv::wrap("conv", conv.clone(), variant, &spec, 0.0, &device).unwrap();
-        let mut bypass = LoraConv { adapter, ..wrapped };
+        let mut bypass = wrapped.with_adapter("conv", adapter).unwrap();
 
         let x = Tensor::<4>::random([4, 4, 8, 8], Distribution::Normal(0.0, 1.0), &device);
         let target = Tensor::<4>::random([4, 6, 8, 8], Distribution::Normal(0.0, 1.0), &device);

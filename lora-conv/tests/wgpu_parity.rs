@@ -60,7 +60,7 @@ fn factor_grads(layer: &LoraConv<Conv2d>, grads: &Gradients, cpu: &Device) -> Te
         cpu: cpu.clone(),
         out: Vec::new(),
     };
-    layer.adapter.visit(&mut collect);
+    layer.adapter().visit(&mut collect);
     assert!(!collect.out.is_empty(), "no factor got a gradient");
     Tensor::cat(collect.out, 0)
 }
@@ -100,10 +100,8 @@ fn conv_adapters_on_wgpu_match_the_cpu() {
                     &cpu,
                 )
                 .unwrap();
-                let layer = LoraConv {
-                    adapter: layer.adapter.map(&mut Randomize),
-                    ..layer
-                };
+                let adapter = layer.adapter().clone().map(&mut Randomize);
+                let layer = layer.with_adapter("conv", adapter).unwrap();
                 // `fork` keeps the factors leaves of the new device's graph (`to_device` would
                 // make them outputs of a device move, with no gradient of their own).
                 let on_gpu = layer.clone().fork(&gpu);
