@@ -419,7 +419,9 @@ mod tests {
         let device = Device::flex().autodiff();
         let cnn = crate::model::CnnConfig::vgg([4, 4, 4, 4, 4], 3);
         let train_set = Images {
-            pixels: (0..24 * 64).map(|i| ((i * 37 % 11) as f32) / 11.0).collect(),
+            pixels: (0..24 * 64)
+                .map(|i| ((i * 37 % 11) as f32) / 11.0)
+                .collect(),
             dims: vec![8, 8],
             labels: (0..24).map(|i| i % 3).collect(),
         };
@@ -447,12 +449,19 @@ mod tests {
                 &predict::<4, _>(&out.model, &val_set, &device),
                 &val_set.labels,
             );
-            assert_eq!(again, out.val_score, "seed {seed}: best step {}", out.best_step);
+            assert_eq!(
+                again, out.val_score,
+                "seed {seed}: best step {}",
+                out.best_step
+            );
             if out.best_step < out.steps_done {
                 early += 1;
             }
         }
-        assert!(early > 0, "no run kept an early checkpoint; the check above proved nothing");
+        assert!(
+            early > 0,
+            "no run kept an early checkpoint; the check above proved nothing"
+        );
     }
 
     /// NaN data and a NaN (or non-positive) learning rate are refused before the first step,
