@@ -140,20 +140,7 @@ fn load_base_then_peft_or_lycoris_adapter_reproduces_the_library() {
             1e-4,
         );
 
-        let mut adapter = format::read(&dir.join(file), &ReadOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let modules = [
-            "stem.0", "stem.1", "block.0", "block.1", "block.3", "block.5", "head",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        lora_files::format::lycoris::resolve(
-            &mut adapter,
-            &modules,
-            &ReadOptions::default().prefixes,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let adapter = resolved(name, file);
         let adapted =
             attach_file(&net, &adapter, &to_burn(), vec![]).unwrap_or_else(|e| panic!("{e}"));
         let (_, want) = values(&reference, "output_adapted");

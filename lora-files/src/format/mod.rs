@@ -62,7 +62,7 @@ impl Default for ReadOptions {
 /// Any [`FileError`] the format's reader returns.
 pub fn read(path: &Path, options: &ReadOptions) -> Result<AdapterFile> {
     match detect(path)? {
-        Format::Peft => peft::read(path, &options.registry),
+        Format::Peft => peft::read(path),
         Format::Native => native::read(path, &options.registry),
         Format::Lycoris => lycoris::read(path, options),
     }

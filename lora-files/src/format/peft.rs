@@ -14,7 +14,7 @@ use regex::Regex;
 use serde_json::{Map, Value, json};
 
 use crate::adapter::{AdapterFile, Format, LayerAdapter, Magnitude, MagnitudeLayout};
-use crate::algorithm::{Factor, Factors, LoCon, Registry, unsupported_algorithm};
+use crate::algorithm::{Factor, Factors, LoCon, unsupported_algorithm};
 use crate::error::{FileError, Result, io};
 use crate::format::refuse_inexpressible;
 use crate::state_dict::{StateDict, Stored};
@@ -118,6 +118,17 @@ fn pattern(file: &str, field: &str, key: &str) -> Result<Regex> {
         .map_err(|e| config_error(file, field, &json!(key), &format!("not a regex: {e}")))
 }
 
+/// A JSON list of module names, or an error naming `field`.
+fn names(file: &str, field: &str, value: &Value) -> Result<Vec<String>> {
+    let bad = |v: &Value| config_error(file, field, v, "must be a list of module names");
+    value
+        .as_array()
+        .ok_or_else(|| bad(value))?
+        .iter()
+        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad(v)))
+        .collect()
+}
+
 fn parse_config(file: &str, text: &str) -> Result<Config> {
     let root: Value = serde_json::from_str(text).map_err(|e| io(file, e))?;
     let obj = root
@@ -209,22 +220,7 @@ fn parse_config(file: &str, text: &str) -> Result<Config> {
     }
     let modules_to_save = match obj.get("modules_to_save") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| {
-                v.as_str().map(str::to_string).ok_or_else(|| {
-                    config_error(file, "modules_to_save", v, "must be a list of module names")
-                })
-            })
-            .collect::<Result<_>>()?,
-        Some(v) => {
-            return Err(config_error(
-                file,
-                "modules_to_save",
-                v,
-                "must be a list of module names",
-            ));
-        }
+        Some(v) => names(file, "modules_to_save", v)?,
     };
     let targets = match obj.get("target_modules") {
         None | Some(Value::Null) => Targets::Any,
@@ -239,15 +235,7 @@ fn parse_config(file: &str, text: &str) -> Result<Config> {
                 )
             })?)
         }
-        Some(Value::Array(a)) => Targets::List(
-            a.iter()
-                .map(|v| {
-                    v.as_str().map(str::to_string).ok_or_else(|| {
-                        config_error(file, "target_modules", v, "must be a list of module names")
-                    })
-                })
-                .collect::<Result<_>>()?,
-        ),
+        Some(v @ Value::Array(_)) => Targets::List(names(file, "target_modules", v)?),
         Some(v) => {
             return Err(config_error(
                 file,
@@ -281,8 +269,7 @@ fn names_module(name: &str, module: &str) -> bool {
 /// malformed config field; [`FileError::UnexpectedKey`] for a key that is neither a LoRA
 /// factor nor a `modules_to_save` entry; [`FileError::Shape`] when a rank disagrees with the
 /// config or the factors do not fit together; [`FileError::NonFinite`].
-pub fn read(dir: &Path, registry: &Registry) -> Result<AdapterFile> {
-    let _ = registry;
+pub fn read(dir: &Path) -> Result<AdapterFile> {
     let config_path = dir.join(CONFIG);
     let config_file = config_path.display().to_string();
     let text = std::fs::read_to_string(&config_path).map_err(|e| io(&config_file, e))?;
