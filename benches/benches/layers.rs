@@ -50,7 +50,7 @@ fn run<C: ConvLayer + Clone, const N: usize>(
         group.bench_function(format!("{what}/{name}/full"), |b| {
             b.iter(|| step(conv.forward_nd(x.clone())))
         });
-        for variant in ConvVariant::ALL {
+        for variant in ConvVariant::DECOMPOSITIONS {
             let spec = AdapterSpec::new(RANK, RANK as f64);
             let wrapped = LoraConv::new(
                 "conv",

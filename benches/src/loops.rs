@@ -46,7 +46,7 @@ pub fn tucker2(
     out
 }
 
-/// CP, two spatial axes: `ΔK[t, s, i, j] = Σ_r U[t, r]·V[s, r]·H[i, r]·W[j, r]`.
+/// CP, two spatial axes: `ΔK[t, s, i, j] = Σ_r U[t, r]·V[r, s]·H[i, r]·W[j, r]`.
 #[allow(clippy::too_many_arguments)]
 pub fn cp2(
     up: &[f32],
@@ -66,7 +66,7 @@ pub fn cp2(
                 for j in 0..kw {
                     let mut acc = 0.0;
                     for q in 0..r {
-                        acc += up[o * r + q] * down[s * r + q] * h[i * r + q] * w[j * r + q];
+                        acc += up[o * r + q] * down[q * c + s] * h[i * r + q] * w[j * r + q];
                     }
                     out[((o * c + s) * kh + i) * kw + j] = acc;
                 }
@@ -84,11 +84,10 @@ pub fn recompose_flops(
     k: usize,
     r: usize,
 ) -> usize {
-    use lora_conv::ConvVariant;
-    match variant {
-        ConvVariant::Hf => 2 * t * r * c * k,
-        ConvVariant::Tucker2 => 2 * t * r * r * k + 2 * t * k * r * c,
-        ConvVariant::Cp => 2 * t * r * c * k + r * c * k,
+    match variant.name() {
+        "locon" => 2 * t * r * c * k,
+        "tucker2" => 2 * t * r * r * k + 2 * t * k * r * c,
+        _ => 2 * t * r * c * k + r * c * k,
     }
 }
 
@@ -131,7 +130,7 @@ mod tests {
             &data(&recompose::tucker2(down, mid, up.clone(), 1.0)),
         );
         let (v, h, w) = (
-            rand([c, r], &device),
+            rand([r, c], &device),
             rand([kh, r], &device),
             rand([kw, r], &device),
         );

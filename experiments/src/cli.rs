@@ -108,6 +108,10 @@ pub struct CommonArgs {
     /// Adapter ranks, e.g. `1,4,16`.
     #[arg(long, value_parser = parse_list)]
     pub ranks: Option<List>,
+    /// Adapter types, by registered name: e.g. `locon,tucker2,cp,loha,lokr`
+    /// [default: locon,tucker2,cp].
+    #[arg(long, value_delimiter = ',')]
+    pub variants: Option<Vec<lora_conv::ConvVariant>>,
     /// Also run each adapter variant with the batch norms' gamma and beta trainable.
     #[arg(long)]
     pub train_bn: bool,
@@ -143,6 +147,7 @@ impl CommonArgs {
             seeds: self.seeds,
             ranks: self.ranks.as_ref().map(|l| l.0.clone()),
             train_norm: self.train_bn,
+            variants: self.variants.clone(),
         })
     }
 }

@@ -44,6 +44,8 @@ pub struct Plan {
     pub depth: usize,
     /// Adapter ranks asked for (capped per layer below break-even).
     pub ranks: Vec<usize>,
+    /// The adapter types compared.
+    pub variants: Vec<ConvVariant>,
     /// Seeds (paired across methods).
     pub seeds: Vec<u64>,
     /// Optimizer steps of every final run.
@@ -88,6 +90,7 @@ impl Plan {
                 },
                 depth: 3,
                 ranks: vec![2],
+                variants: ConvVariant::DECOMPOSITIONS.to_vec(),
                 seeds: (0..2).collect(),
                 steps: 16,
                 batch_size: 8,
@@ -111,6 +114,7 @@ impl Plan {
                 },
                 depth: 3,
                 ranks: vec![2, 8],
+                variants: ConvVariant::DECOMPOSITIONS.to_vec(),
                 seeds: (0..5).collect(),
                 steps: 150,
                 batch_size: 16,
@@ -133,6 +137,9 @@ impl Plan {
         }
         if let Some(r) = &o.ranks {
             plan.ranks.clone_from(r);
+        }
+        if let Some(v) = &o.variants {
+            plan.variants.clone_from(v);
         }
         plan
     }
@@ -192,7 +199,7 @@ impl Plan {
             (Method::Slice2d, None),
             (Method::InflatedFull, None),
         ];
-        for v in [ConvVariant::Hf, ConvVariant::Tucker2, ConvVariant::Cp] {
+        for &v in &self.variants {
             out.extend(self.ranks.iter().map(|&r| (Method::Inflated(v), Some(r))));
         }
         out
@@ -821,7 +828,8 @@ pub fn write_report(out: &Path, config: &serde_json::Value, records: &[RunRecord
         title: "inflate3d: 2D -> 3D inflation plus conv LoRA on brain MRI".into(),
         intro,
         reference: "inflated-full".into(),
-        variants: ["hf", "tucker2", "cp"]
+        variants: plan
+            .variants
             .iter()
             .map(|v| format!("inflated-{v}"))
             .collect(),

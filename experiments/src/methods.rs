@@ -218,7 +218,7 @@ mod tests {
                 g
             })
             .collect();
-        let layers = plan_ranks(ConvVariant::Hf, 16, &geometries, "blocks.");
+        let layers = plan_ranks(ConvVariant::LoCon, 16, &geometries, "blocks.");
         assert_eq!(layers[0].rank, 7);
         assert!(layers[0].capped.as_deref().unwrap().contains("break-even"));
         assert_eq!(layers[0].adapter_params, 287);
@@ -230,7 +230,7 @@ mod tests {
             assert!(l.adapter_params < l.weight_params, "{l:?}");
         }
         // Every variant, every rank up to the widths: never at or past break-even.
-        for variant in [ConvVariant::Hf, ConvVariant::Tucker2, ConvVariant::Cp] {
+        for variant in ConvVariant::BUILTIN {
             for rank in [1, 2, 4, 8, 16, 64, 128, 1000] {
                 for l in plan_ranks(variant, rank, &geometries, "blocks.") {
                     assert!(l.rank >= 1 && l.rank <= rank, "{variant} {rank} {l:?}");

@@ -25,11 +25,11 @@ fn json_gives_counts_and_max_ranks() {
     );
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["full"], 36_864);
-    assert_eq!(v["hf"], 8 * (64 * 9 + 64));
+    assert_eq!(v["locon"], 8 * (64 * 9 + 64));
     assert_eq!(v["tucker2"], 8 * 128 + 64 * 9);
     assert_eq!(v["cp"], 8 * (64 + 64 + 6));
     // HF: r < 64·64·9/(64·9+64) = 57.6; CP: r < 36864/134 = 275.1 (no cap at min(s, t)).
-    assert_eq!(v["max_rank"]["hf"], 57);
+    assert_eq!(v["max_rank"]["locon"], 57);
     assert_eq!(v["max_rank"]["cp"], 275);
     // Tucker-2: 9r² + 128r < 36864  ->  r < 57.3.
     assert_eq!(v["max_rank"]["tucker2"], 57);
@@ -44,7 +44,9 @@ fn groups_and_3d_kernels() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // c = 32/4 = 8, K = 27.
     assert_eq!(v["full"], 64 * 8 * 27);
-    assert_eq!(v["hf"], 4 * (8 * 27 + 64));
+    assert_eq!(v["locon"], 4 * (8 * 27 + 64));
+    assert_eq!(v["loha"], 2 * 4 * (8 * 27 + 64));
+    assert_eq!(v["tucker2"], 4 * (8 + 64) + 16 * 27);
     assert_eq!(v["cp"], 4 * (8 + 64 + 9));
 }
 
@@ -53,7 +55,15 @@ fn table_is_readable() {
     let out = bounds(&["--in", "16", "--out", "32", "--kernel", "5", "--rank", "2"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for needle in ["Conv1d 16 -> 32", "hf", "tucker2", "cp", "max rank < full"] {
+    for needle in [
+        "Conv1d 16 -> 32",
+        "locon",
+        "tucker2",
+        "cp",
+        "loha",
+        "lokr",
+        "max rank < full",
+    ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }

@@ -214,7 +214,7 @@ fn records_summary_and_honest_ranks() {
     let summary = results["summary"].as_array().unwrap();
     let hf = summary
         .iter()
-        .find(|s| s["method"] == "hf" && s["rank"] == 1 && s["forward"] == "weight")
+        .find(|s| s["method"] == "locon" && s["rank"] == 1 && s["forward"] == "weight")
         .unwrap();
     assert_eq!(hf["n"], 2);
     assert!(hf["mean"].is_f64() && hf["ci95"].as_array().unwrap().len() == 2);
@@ -266,7 +266,7 @@ fn records_summary_and_honest_ranks() {
     // Rank 16 is past break-even on the 8-wide layers: capped, and the report says so.
     let capped = records
         .iter()
-        .find(|r| r.method == "hf" && r.rank == Some(16))
+        .find(|r| r.method == "locon" && r.rank == Some(16))
         .unwrap();
     assert!(capped.layers.iter().any(|l| l.capped.is_some()));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();

@@ -16,7 +16,7 @@ fn merged_swaps_drift_by_rounding_only() {
     let device = Device::flex();
     device.seed(3);
     let base = CnnConfig::vgg([32, 32, 64, 64, 128], 10).init(&device);
-    let factory = ConvFactory::new(ConvVariant::Hf);
+    let factory = ConvFactory::new(ConvVariant::LoCon);
     let adapter = |seed: u64| {
         device.seed(seed);
         let adapted = lora_core::attach(&base, &conv_config(4, 8.0), &factory)

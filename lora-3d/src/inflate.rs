@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId, Reparameterizer};
 use burn::tensor::Tensor;
-use lora_conv::AnyAdapter;
+use lora_conv::{AnyAdapter, LoConAdapter};
 use lora_core::{LinearAdapter, LoraParam, ParamInfo, has_adapters, scan, strip};
 
 use crate::adapter::inflate_adapter;
@@ -137,7 +137,7 @@ impl Inflation {
         }
         if let Some(lora) = param.reparameterization::<LoraParam<LinearAdapter>>() {
             return Ok(Some((
-                AnyAdapter::Linear(lora.adapter.clone()),
+                AnyAdapter::linear(LoConAdapter::from_linear(&lora.adapter)),
                 lora.is_merged(),
             )));
         }

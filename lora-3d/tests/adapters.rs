@@ -13,7 +13,9 @@ use burn::tensor::{Device, Tensor};
 use common::{Net2d, grid, per_slice_check, per_slice_max_diff, volume};
 use lora_3d::{AdapterPolicy, InflateMode, InflateOptions, inflate};
 use lora_conv::functional::param_count;
-use lora_conv::{AnyAdapter, ConvFactory, ConvGeometry, ConvLayer, ConvVariant, conv_config};
+use lora_conv::{
+    AnyAdapter, ConvFactory, ConvGeometry, ConvLayer, ConvVariant, CpAdapter, conv_config,
+};
 use lora_core::testing::{Tol, assert_close, randomize_adapters};
 use lora_core::{LoraParam, adapted_params, attach, merge, param_counts, unmerge};
 
@@ -27,7 +29,7 @@ const WEIGHT: Tol = Tol {
     rel: 1e-6,
     abs: 1e-7,
 };
-const VARIANTS: [ConvVariant; 3] = [ConvVariant::Hf, ConvVariant::Tucker2, ConvVariant::Cp];
+const VARIANTS: [ConvVariant; 5] = ConvVariant::BUILTIN;
 
 /// A Net2d with trained-looking (random, non-zero) adapters on every conv and on the head.
 fn adapted(mid: usize, variant: ConvVariant, device: &Device) -> (Net2d, Net2d) {
@@ -61,8 +63,9 @@ fn inflated_adapters_are_exact_per_slice() {
                 assert!(plain > 1e-3, "{what}: adapters had no effect ({plain})");
 
                 // Every adapter followed its weight; the base stays frozen, and the trainable
-                // count is the analytic count for the 3D kernels (HF's down and Tucker-2's mid
-                // kernels grow by kd, CP gains a depth factor) plus the head's linear adapter.
+                // count is the analytic count for the 3D kernels (LoCon's down and Tucker-2's mid
+                // kernels grow by kd, CP gains a depth factor) plus the head's linear adapter
+                // (the type itself when it adapts linear weights, LoRA otherwise).
                 let paths: Vec<String> =
                     adapted_params(&net3d).into_iter().map(|a| a.path).collect();
                 let want: Vec<String> =
@@ -73,7 +76,12 @@ fn inflated_adapters_are_exact_per_slice() {
                     .iter()
                     .map(|(c, rank)| param_count(variant, &c.geometry(), *rank))
                     .sum::<usize>()
-                    + 2 * (6 + 5);
+                    + if variant.adapts_linear() {
+                        variant
+                    } else {
+                        ConvVariant::LoCon
+                    }
+                    .param_count(&[5, 6], 2);
                 assert_eq!(param_counts(&net3d).trainable, want, "{what}");
             }
         }
@@ -235,9 +243,9 @@ fn inflated_models_train_on_autodiff() {
             assert!(size > 0.0, "{variant:?}: factor {name} has a zero gradient");
         }
         if variant == ConvVariant::Cp {
-            let AnyAdapter::Cp(cp) = &adapter_before else {
-                panic!("CP adapter expected");
-            };
+            let cp = adapter_before
+                .downcast_ref::<CpAdapter>()
+                .expect("CP adapter expected");
             // The depth factor is first, [kd, r], one-hot at the centre row.
             let depth = cp.spatial[0].val();
             assert_eq!(depth.dims(), [3, 2], "CP depth factor shape");

@@ -10,7 +10,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv1dConfig, Conv2d, Conv2dConfig};
 use burn::tensor::Device;
 use lora_3d::{InflateMode, InflateOptions, MAX_DEPTH, inflate, inflate_adapter, inflate_kernel};
-use lora_conv::{AnyAdapter, ConvVariant};
+use lora_conv::{AnyAdapter, ConvVariant, LoConAdapter};
 use lora_core::{AdapterSpec, LinearAdapter};
 
 #[test]
@@ -123,19 +123,22 @@ fn lora_3d_entry_points_refuse_bad_inputs() {
     });
     let spec = AdapterSpec::new(1, 1.0);
     refuses("inflate a linear adapter", "head.weight", &|| {
-        let a =
-            AnyAdapter::Linear(LinearAdapter::new("head.weight", 6, 5, &spec, &device).unwrap());
+        let a = AnyAdapter::linear(LoConAdapter::from_linear(
+            &LinearAdapter::new("head.weight", 6, 5, &spec, &device).unwrap(),
+        ));
         inflate_adapter("head.weight", a, &InflateOptions::new(3))
             .map(|_| Box::new(()) as Box<dyn Debug>)
             .map_err(|e| e.to_string())
     });
-    for v in ConvVariant::ALL {
+    for v in ConvVariant::BUILTIN {
         refuses(
             &format!("inflate a {v} adapter of a Conv1d kernel"),
             "[4, 2, 3]",
             &|| {
                 let shape = Conv1dConfig::new(2, 4, 3).init(&device).weight.lazy_shape();
-                let a = AnyAdapter::conv(v, "c.weight", &shape.to_vec(), &spec, &device).unwrap();
+                let a = v
+                    .build("c.weight", &shape.to_vec(), &spec, &device)
+                    .unwrap();
                 inflate_adapter("c.weight", a, &InflateOptions::new(3))
                     .map(|_| Box::new(()) as Box<dyn Debug>)
                     .map_err(|e| e.to_string())
@@ -145,7 +148,7 @@ fn lora_3d_entry_points_refuse_bad_inputs() {
             &format!("inflate a {v} adapter with depth usize::MAX"),
             "above",
             &|| {
-                let a = AnyAdapter::conv(v, "c.weight", &[4, 2, 3, 3], &spec, &device).unwrap();
+                let a = v.build("c.weight", &[4, 2, 3, 3], &spec, &device).unwrap();
                 inflate_adapter("c.weight", a, &InflateOptions::new(usize::MAX))
                     .map(|_| Box::new(()) as Box<dyn Debug>)
                     .map_err(|e| e.to_string())
@@ -155,7 +158,7 @@ fn lora_3d_entry_points_refuse_bad_inputs() {
             &format!("inflate a {v} adapter with depth 0"),
             "got 0",
             &|| {
-                let a = AnyAdapter::conv(v, "c.weight", &[4, 2, 3, 3], &spec, &device).unwrap();
+                let a = v.build("c.weight", &[4, 2, 3, 3], &spec, &device).unwrap();
                 inflate_adapter("c.weight", a, &InflateOptions::new(0))
                     .map(|_| Box::new(()) as Box<dyn Debug>)
                     .map_err(|e| e.to_string())

@@ -12,7 +12,7 @@ use common::{Net2d, grid};
 use lora_3d::{
     Inflate, InflateError, InflateMode, InflateOptions, Inflation, inflate, inflate_adapter,
 };
-use lora_conv::{AnyAdapter, ConvFactory, ConvVariant, conv_config};
+use lora_conv::{AnyAdapter, ConvFactory, ConvVariant, LoConAdapter, conv_config};
 use lora_core::{AdapterSpec, LinearAdapter, attach};
 
 fn conv(padding: PaddingConfig2d, stride: [usize; 2], kernel: [usize; 2]) -> Conv2d {
@@ -74,8 +74,9 @@ fn padding_burn_conv3d_cannot_express() {
 fn linear_adapter_is_not_a_kernel() {
     let device = Device::flex();
     let spec = AdapterSpec::new(2, 4.0);
-    let adapter =
-        AnyAdapter::Linear(LinearAdapter::new("head.weight", 6, 5, &spec, &device).unwrap());
+    let adapter = AnyAdapter::linear(LoConAdapter::from_linear(
+        &LinearAdapter::new("head.weight", 6, 5, &spec, &device).unwrap(),
+    ));
     let err = inflate_adapter("head.weight", adapter, &InflateOptions::new(3)).unwrap_err();
     assert!(matches!(err, InflateError::Adapter { .. }), "{err}");
     assert!(err.to_string().contains("head.weight"), "{err}");
@@ -107,7 +108,7 @@ fn lost_adapters_are_reported() {
     let adapted = attach(
         &model,
         &conv_config(2, 2.0),
-        &ConvFactory::new(ConvVariant::Hf),
+        &ConvFactory::new(ConvVariant::LoCon),
     )
     .unwrap();
     let err = inflate(adapted, &InflateOptions::new(3)).unwrap_err();

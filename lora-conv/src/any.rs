@@ -1,107 +1,403 @@
-//! One adapter type for the whole workspace, and the factory that builds it.
+//! [`AnyAdapter`], the one carrier of every adapter type, and the factory that builds it.
 
-use burn::module::Module;
-use burn::tensor::{Device, Tensor};
-use lora_core::{
-    Adapter, AdapterFactory, AdapterSpec, LinearAdapter, LoraConfig, LoraError, Result,
+use std::any::Any;
+use std::fmt;
+
+use burn::module::{
+    Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor,
 };
+use burn::tensor::{Device, Tensor};
+use lora_core::erased::{DynMapper, DynVisitor, Erase, EraseMapper, Restore, RestoreMapper};
+use lora_core::{Adapter, AdapterFactory, AdapterSpec, LoraConfig, LoraError, Result};
 
-use crate::adapters::{CpAdapter, HfAdapter, Tucker2Adapter};
+use crate::adapter::{ConvAdapter, ConvArgs, Inflater};
 use crate::variant::ConvVariant;
 
-/// Every adapter type of the workspace, so that one reparameterizer can carry them all
-/// (burn does not nest reparameterizations).
+/// The container type [`AnyAdapter`] reports to visitors when it enters its adapter (whose
+/// name, [`ConvAdapter::NAME`], is the path segment: `weight.lora.adapter.locon.down`).
+pub const CONTAINER: &str = "AnyAdapter";
+
+/// Any registered [`ConvAdapter`], behind one type, so that one reparameterization carries
+/// every adapter type (burn does not nest reparameterizations).
 ///
-/// To add an adapter type: write its module in one file implementing [`Adapter`], then add one
-/// arm here and one line in [`ConvFactory::build`].
-#[derive(Module, Debug)]
-pub enum AnyAdapter {
-    /// Linear LoRA on a `[d_in, d_out]` weight.
-    Linear(LinearAdapter),
-    /// HF conv LoRA.
-    Hf(HfAdapter),
-    /// Tucker-2 conv LoRA.
-    Tucker2(Tucker2Adapter),
-    /// CP conv LoRA.
-    Cp(CpAdapter),
-}
-
-macro_rules! dispatch {
-    ($self:ident, $a:ident => $e:expr) => {
-        match $self {
-            AnyAdapter::Linear($a) => $e,
-            AnyAdapter::Hf($a) => $e,
-            AnyAdapter::Tucker2($a) => $e,
-            AnyAdapter::Cp($a) => $e,
-        }
-    };
-}
-
-impl Adapter for AnyAdapter {
-    fn rank(&self) -> usize {
-        dispatch!(self, a => a.rank())
-    }
-
-    fn scale(&self) -> f64 {
-        dispatch!(self, a => a.scale())
-    }
-
-    fn delta_weight<const D: usize>(&self) -> Tensor<D> {
-        dispatch!(self, a => a.delta_weight::<D>())
-    }
-
-    fn trainable_params(&self) -> usize {
-        dispatch!(self, a => a.trainable_params())
-    }
+/// It is a burn module like any other: its factors are visited, mapped, saved, loaded and moved
+/// between devices under `<adapter name>.<factor>` (e.g. `locon.down`). The concrete adapter
+/// is reachable with [`AnyAdapter::downcast_ref`].
+///
+/// For a `Linear` weight (burn layout `[d_in, d_out]`) the adapter is built on the PyTorch
+/// layout `[d_out, d_in]` and its update is transposed here.
+pub struct AnyAdapter {
+    inner: Box<dyn Erased>,
+    transposed: bool,
 }
 
 impl AnyAdapter {
-    /// The conv variant, or `None` for linear LoRA.
-    pub fn variant(&self) -> Option<ConvVariant> {
-        match self {
-            AnyAdapter::Linear(_) => None,
-            AnyAdapter::Hf(_) => Some(ConvVariant::Hf),
-            AnyAdapter::Tucker2(_) => Some(ConvVariant::Tucker2),
-            AnyAdapter::Cp(_) => Some(ConvVariant::Cp),
+    /// Carry `adapter`, whose update has the adapted weight's layout.
+    pub fn new<A: ConvAdapter>(adapter: A) -> Self {
+        Self {
+            inner: Box::new(adapter),
+            transposed: false,
         }
     }
 
-    /// The adapted kernel's shape `[t, s/g, k..]`, or `None` for linear LoRA.
+    /// Carry `adapter`, built on the PyTorch layout `[out, in]` of a `Linear` weight that burn
+    /// stores as `[in, out]`: its update is transposed.
+    pub fn linear<A: ConvAdapter>(adapter: A) -> Self {
+        Self {
+            inner: Box::new(adapter),
+            transposed: true,
+        }
+    }
+
+    /// The same adapter carried for a `Linear` weight: built on `[out, in]`, its update is
+    /// transposed into burn's `[in, out]`.
+    pub fn into_linear(self) -> Self {
+        Self {
+            transposed: true,
+            ..self
+        }
+    }
+
+    /// The adapter type.
+    pub fn variant(&self) -> ConvVariant {
+        self.inner.variant()
+    }
+
+    /// Whether it adapts a `Linear` weight (its update is transposed to burn's layout).
+    pub fn is_linear(&self) -> bool {
+        self.transposed
+    }
+
+    /// The adapted weight's shape in PyTorch layout, `[t, s/g, k..]` (`[out, in]` for a
+    /// `Linear` weight).
+    pub fn shape(&self) -> &[usize] {
+        self.inner.shape()
+    }
+
+    /// The adapted conv kernel's shape `[t, s/g, k..]`, or `None` for a `Linear` weight.
     pub fn kernel_shape(&self) -> Option<&[usize]> {
-        match self {
-            AnyAdapter::Linear(_) => None,
-            AnyAdapter::Hf(a) => Some(&a.kernel_shape),
-            AnyAdapter::Tucker2(a) => Some(&a.kernel_shape),
-            AnyAdapter::Cp(a) => Some(&a.kernel_shape),
+        (!self.transposed).then(|| self.inner.shape())
+    }
+
+    /// The concrete adapter, if it is an `A`.
+    pub fn downcast_ref<A: ConvAdapter>(&self) -> Option<&A> {
+        self.inner.as_any().downcast_ref::<A>()
+    }
+
+    /// The concrete adapter, if it is an `A` (check with [`AnyAdapter::downcast_ref`] first
+    /// to keep the carrier otherwise).
+    pub fn into_inner<A: ConvAdapter>(self) -> Option<A> {
+        self.inner.into_any().downcast::<A>().ok().map(|a| *a)
+    }
+
+    /// The bypass branch `conv(x, scale·ΔW)` from the factors, or `None` when the type has no
+    /// bypass form or this is a `Linear` adapter.
+    ///
+    /// # Panics
+    /// If `N` is not `d + 2` for the kernel's `d` spatial axes (a programmer error).
+    pub fn branch<const N: usize>(&self, x: Tensor<N>, conv: &ConvArgs) -> Option<Tensor<N>> {
+        if self.transposed {
+            return None;
+        }
+        let shape = x.shape();
+        match N {
+            3 => self.inner.branch3(x.reshape::<3, _>(shape), conv).map(|y| {
+                let shape = y.shape();
+                y.reshape::<N, _>(shape)
+            }),
+            4 => self.inner.branch4(x.reshape::<4, _>(shape), conv).map(|y| {
+                let shape = y.shape();
+                y.reshape::<N, _>(shape)
+            }),
+            5 => self.inner.branch5(x.reshape::<5, _>(shape), conv).map(|y| {
+                let shape = y.shape();
+                y.reshape::<N, _>(shape)
+            }),
+            _ => None,
         }
     }
 
-    /// Build the `variant` adapter for a conv kernel of shape `[t, s/g, k..]`.
+    /// The 3D adapter of a 2D conv adapter (see [`ConvAdapter::inflate`]).
     ///
     /// # Errors
-    /// As each adapter's constructor.
-    pub fn conv(
-        variant: ConvVariant,
-        path: &str,
-        shape: &[usize],
-        spec: &AdapterSpec,
-        device: &Device,
-    ) -> Result<Self> {
-        Ok(match variant {
-            ConvVariant::Hf => AnyAdapter::Hf(HfAdapter::new(path, shape, spec, device)?),
-            ConvVariant::Tucker2 => {
-                AnyAdapter::Tucker2(Tucker2Adapter::new(path, shape, spec, device)?)
-            }
-            ConvVariant::Cp => AnyAdapter::Cp(CpAdapter::new(path, shape, spec, device)?),
+    /// [`LoraError::UnsupportedGeometry`] naming `path` for a `Linear` adapter, a kernel that is
+    /// not 2D, or a type without inflation.
+    pub fn inflate(self, path: &str, to3d: &Inflater) -> Result<Self> {
+        let refuse = |reason: String| LoraError::UnsupportedGeometry {
+            path: path.to_string(),
+            reason,
+        };
+        if self.transposed {
+            return Err(refuse(
+                "a linear adapter has no spatial axes to inflate".into(),
+            ));
+        }
+        if self.inner.shape().len() != 4 {
+            return Err(refuse(format!(
+                "its kernel {:?} is not 2D",
+                self.inner.shape()
+            )));
+        }
+        Ok(Self {
+            inner: self.inner.inflate_dyn(path, to3d)?,
+            transposed: false,
         })
     }
 }
 
-/// Builds linear LoRA for 2-D weights and the chosen conv variant for 3-, 4- and 5-D kernels
-/// (Conv1d/2d/3d).
+/// What [`AnyAdapter`] needs from the adapter it carries, object-safe; implemented for every
+/// [`ConvAdapter`].
+trait Erased: Send + Sync {
+    fn variant(&self) -> ConvVariant;
+    fn shape(&self) -> &[usize];
+    fn rank(&self) -> usize;
+    fn scale(&self) -> f64;
+    fn trainable_params(&self) -> usize;
+    fn delta2(&self) -> Tensor<2>;
+    fn delta3(&self) -> Tensor<3>;
+    fn delta4(&self) -> Tensor<4>;
+    fn delta5(&self) -> Tensor<5>;
+    fn branch3(&self, x: Tensor<3>, conv: &ConvArgs) -> Option<Tensor<3>>;
+    fn branch4(&self, x: Tensor<4>, conv: &ConvArgs) -> Option<Tensor<4>>;
+    fn branch5(&self, x: Tensor<5>, conv: &ConvArgs) -> Option<Tensor<5>>;
+    fn inflate_dyn(self: Box<Self>, path: &str, to3d: &Inflater) -> Result<Box<dyn Erased>>;
+    fn visit_dyn(&self, visitor: &mut dyn DynVisitor);
+    fn map_dyn(self: Box<Self>, mapper: &mut dyn DynMapper) -> Box<dyn Erased>;
+    fn collect_devices_dyn(&self, devices: Devices) -> Devices;
+    fn to_device_dyn(self: Box<Self>, device: &Device) -> Box<dyn Erased>;
+    fn fork_dyn(self: Box<Self>, device: &Device) -> Box<dyn Erased>;
+    fn train_dyn(self: Box<Self>) -> Box<dyn Erased>;
+    fn valid_dyn(&self) -> Box<dyn Erased>;
+    fn materialize_dyn(self: Box<Self>) -> Box<dyn Erased>;
+    fn clone_dyn(&self) -> Box<dyn Erased>;
+    fn debug_dyn(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    fn as_any(&self) -> &dyn Any;
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+impl<A: ConvAdapter> Erased for A {
+    fn variant(&self) -> ConvVariant {
+        ConvVariant::of::<A>()
+    }
+    fn shape(&self) -> &[usize] {
+        ConvAdapter::shape(self)
+    }
+    fn rank(&self) -> usize {
+        Adapter::rank(self)
+    }
+    fn scale(&self) -> f64 {
+        Adapter::scale(self)
+    }
+    fn trainable_params(&self) -> usize {
+        Adapter::trainable_params(self)
+    }
+    fn delta2(&self) -> Tensor<2> {
+        self.delta_weight::<2>()
+    }
+    fn delta3(&self) -> Tensor<3> {
+        self.delta_weight::<3>()
+    }
+    fn delta4(&self) -> Tensor<4> {
+        self.delta_weight::<4>()
+    }
+    fn delta5(&self) -> Tensor<5> {
+        self.delta_weight::<5>()
+    }
+    fn branch3(&self, x: Tensor<3>, conv: &ConvArgs) -> Option<Tensor<3>> {
+        self.branch::<3>(x, conv)
+    }
+    fn branch4(&self, x: Tensor<4>, conv: &ConvArgs) -> Option<Tensor<4>> {
+        self.branch::<4>(x, conv)
+    }
+    fn branch5(&self, x: Tensor<5>, conv: &ConvArgs) -> Option<Tensor<5>> {
+        self.branch::<5>(x, conv)
+    }
+    fn inflate_dyn(self: Box<Self>, path: &str, to3d: &Inflater) -> Result<Box<dyn Erased>> {
+        Ok(Box::new(ConvAdapter::inflate(*self, path, to3d)?))
+    }
+    fn visit_dyn(&self, visitor: &mut dyn DynVisitor) {
+        visitor.enter(A::NAME, CONTAINER);
+        self.visit(&mut Erase(visitor));
+        visitor.exit(A::NAME, CONTAINER);
+    }
+    fn map_dyn(self: Box<Self>, mapper: &mut dyn DynMapper) -> Box<dyn Erased> {
+        mapper.enter(A::NAME, CONTAINER);
+        let mapped = Module::map(*self, &mut EraseMapper(&mut *mapper));
+        mapper.exit(A::NAME, CONTAINER);
+        Box::new(mapped)
+    }
+    fn collect_devices_dyn(&self, devices: Devices) -> Devices {
+        self.collect_devices(devices)
+    }
+    fn to_device_dyn(self: Box<Self>, device: &Device) -> Box<dyn Erased> {
+        Box::new(Module::to_device(*self, device))
+    }
+    fn fork_dyn(self: Box<Self>, device: &Device) -> Box<dyn Erased> {
+        Box::new(Module::fork(*self, device))
+    }
+    fn train_dyn(self: Box<Self>) -> Box<dyn Erased> {
+        Box::new(Module::train(*self))
+    }
+    fn valid_dyn(&self) -> Box<dyn Erased> {
+        Box::new(Module::valid(self))
+    }
+    fn materialize_dyn(self: Box<Self>) -> Box<dyn Erased> {
+        Box::new(Module::materialize(*self))
+    }
+    fn clone_dyn(&self) -> Box<dyn Erased> {
+        Box::new(self.clone())
+    }
+    fn debug_dyn(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+impl Clone for AnyAdapter {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone_dyn(),
+            transposed: self.transposed,
+        }
+    }
+}
+
+impl fmt::Debug for AnyAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AnyAdapter({}", self.inner.variant())?;
+        if self.transposed {
+            write!(f, ", linear")?;
+        }
+        write!(f, ": ")?;
+        self.inner.debug_dyn(f)?;
+        write!(f, ")")
+    }
+}
+
+impl Module for AnyAdapter {
+    fn collect_devices(&self, devices: Devices) -> Devices {
+        self.inner.collect_devices_dyn(devices)
+    }
+
+    fn fork(self, device: &Device) -> Self {
+        Self {
+            inner: self.inner.fork_dyn(device),
+            ..self
+        }
+    }
+
+    fn to_device(self, device: &Device) -> Self {
+        Self {
+            inner: self.inner.to_device_dyn(device),
+            ..self
+        }
+    }
+
+    fn train(self) -> Self {
+        Self {
+            inner: self.inner.train_dyn(),
+            ..self
+        }
+    }
+
+    fn valid(&self) -> Self {
+        Self {
+            inner: self.inner.valid_dyn(),
+            transposed: self.transposed,
+        }
+    }
+
+    fn materialize(self) -> Self {
+        Self {
+            inner: self.inner.materialize_dyn(),
+            ..self
+        }
+    }
+
+    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+        self.inner.visit_dyn(&mut Restore(visitor));
+    }
+
+    fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
+        Self {
+            inner: self.inner.map_dyn(&mut RestoreMapper(mapper)),
+            ..self
+        }
+    }
+}
+
+impl ModuleDisplayDefault for AnyAdapter {
+    fn content(&self, content: Content) -> Option<Content> {
+        let mut content = content
+            .set_top_level_type("AnyAdapter")
+            .add_formatted(&self.inner.variant().name())
+            .add_debug_attribute("rank", &self.inner.rank())
+            .add_debug_attribute("scale", &self.inner.scale())
+            .add_debug_attribute("shape", &self.inner.shape());
+        if self.transposed {
+            content = content.add_debug_attribute("linear", &true);
+        }
+        content.optional()
+    }
+}
+
+impl ModuleDisplay for AnyAdapter {}
+
+impl Adapter for AnyAdapter {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+
+    fn scale(&self) -> f64 {
+        self.inner.scale()
+    }
+
+    fn delta_weight<const D: usize>(&self) -> Tensor<D> {
+        if self.transposed {
+            let delta = self.inner.delta2().transpose();
+            let shape = delta.shape();
+            return delta.reshape::<D, _>(shape);
+        }
+        match D {
+            2 => {
+                let delta = self.inner.delta2();
+                let shape = delta.shape();
+                delta.reshape::<D, _>(shape)
+            }
+            3 => {
+                let delta = self.inner.delta3();
+                let shape = delta.shape();
+                delta.reshape::<D, _>(shape)
+            }
+            4 => {
+                let delta = self.inner.delta4();
+                let shape = delta.shape();
+                delta.reshape::<D, _>(shape)
+            }
+            _ => {
+                let delta = self.inner.delta5();
+                let shape = delta.shape();
+                delta.reshape::<D, _>(shape)
+            }
+        }
+    }
+
+    fn trainable_params(&self) -> usize {
+        self.inner.trainable_params()
+    }
+}
+
+/// Builds the chosen adapter type for every targeted conv kernel (3-, 4- and 5-D weights) and,
+/// for 2-D `Linear` weights, the same type when it adapts linear weights
+/// ([`ConvVariant::adapts_linear`]) or plain LoRA otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvFactory {
-    /// The conv variant.
+    /// The adapter type.
     pub variant: ConvVariant,
 }
 
@@ -122,11 +418,20 @@ impl AdapterFactory for ConvFactory {
         spec: &AdapterSpec,
         device: &Device,
     ) -> Result<AnyAdapter> {
-        match shape.len() {
-            2 => Ok(AnyAdapter::Linear(LinearAdapter::new(
-                path, shape[0], shape[1], spec, device,
-            )?)),
-            3..=5 => AnyAdapter::conv(self.variant, path, shape, spec, device),
+        match shape {
+            [d_in, d_out] => {
+                let variant = if self.variant.adapts_linear() {
+                    self.variant
+                } else {
+                    ConvVariant::LoCon
+                };
+                let adapter = variant.build(path, &[*d_out, *d_in], spec, device)?;
+                Ok(AnyAdapter {
+                    transposed: true,
+                    ..adapter
+                })
+            }
+            _ if (3..=5).contains(&shape.len()) => self.variant.build(path, shape, spec, device),
             _ => Err(LoraError::UnsupportedGeometry {
                 path: path.to_string(),
                 reason: format!(

@@ -6,9 +6,11 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
 use lora_core::{Adapter, AdapterSpec, LoraError, Result};
 
+use crate::adapter::ConvArgs;
 use crate::any::AnyAdapter;
 use crate::cost::{CostModel, Workload};
 use crate::forward::ForwardMode;
+use crate::functional::conv::conv_nd;
 use crate::layer::ConvLayer;
 use crate::variant::ConvVariant;
 
@@ -37,8 +39,8 @@ use crate::variant::ConvVariant;
 pub struct LoraConv<C: ConvLayer> {
     /// The frozen base layer.
     base: C,
-    /// The trainable update: a conv arm of [`AnyAdapter`] whose update has the base kernel's
-    /// shape (checked by every constructor, so a bypass branch always exists).
+    /// The trainable update: a conv adapter whose update has the base kernel's shape (checked
+    /// by every constructor).
     adapter: AnyAdapter,
     /// Dropout on the branch input.
     dropout: Dropout,
@@ -92,7 +94,7 @@ impl<C: ConvLayer> LoraConv<C> {
     ) -> Result<Self> {
         let geometry = base.geometry();
         check_mode(name, mode, geometry.groups, dropout)?;
-        let adapter = AnyAdapter::conv(variant, name, &geometry.weight_shape(), spec, device)?;
+        let adapter = variant.build(name, &geometry.weight_shape(), spec, device)?;
         Ok(Self {
             base: base.no_grad(),
             adapter,
@@ -161,10 +163,10 @@ impl<C: ConvLayer> LoraConv<C> {
                 if self.dropout.prob > 0.0 && training && geometry.groups == 1 {
                     return ForwardMode::Bypass;
                 }
-                let (Some(variant), Some(&batch)) = (self.adapter.variant(), input_dims.first())
-                else {
+                let Some(&batch) = input_dims.first() else {
                     return ForwardMode::WeightSpace;
                 };
+                let variant = self.adapter.variant();
                 let work = Workload {
                     batch,
                     input: input_dims.get(2..).unwrap_or_default().to_vec(),
@@ -198,17 +200,22 @@ impl<C: ConvLayer> LoraConv<C> {
         let padding = geometry.padding_for(&dims[2..]);
         let (stride, dilation) = (&geometry.stride, &geometry.dilation);
         let input = self.dropout.forward(x.clone());
-        let branch = match &self.adapter {
-            AnyAdapter::Hf(a) => a.branch(input, stride, &padding, dilation),
-            AnyAdapter::Tucker2(a) => a.branch(input, stride, &padding, dilation),
-            AnyAdapter::Cp(a) => a.branch(input, stride, &padding, dilation),
-            // Every constructor refuses a linear adapter; run the weight-space form if one
-            // got here anyway.
-            AnyAdapter::Linear(_) => {
-                return self
-                    .base
-                    .forward_with_delta(x, self.adapter.delta_weight::<N>());
-            }
+        let conv = ConvArgs {
+            stride,
+            padding: &padding,
+            dilation,
+        };
+        // A type without a cheaper branch convolves with its recomposed update.
+        let branch = match self.adapter.branch(input.clone(), &conv) {
+            Some(branch) => branch,
+            None => conv_nd(
+                input,
+                self.adapter.delta_weight::<N>(),
+                stride,
+                &padding,
+                dilation,
+                1,
+            ),
         };
         self.base.forward_nd(x) + branch
     }

@@ -19,6 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::adapter::{BranchOp, OpKind};
 use crate::forward::ForwardMode;
 use crate::geometry::ConvGeometry;
 use crate::variant::ConvVariant;
@@ -115,17 +116,9 @@ impl Workload {
     }
 }
 
-/// The kind of a convolution, which decides its rates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Spatial,
-    Pointwise,
-    Depthwise,
-}
-
 /// One convolution of a form: its size and which passes it runs.
 struct ConvOp {
-    kind: Kind,
+    kind: OpKind,
     /// Forward FLOP: 2·B·positions_out·out·in_per_group·K.
     flops: f64,
     /// Input + output + weight elements.
@@ -149,9 +142,9 @@ impl CostModel {
     /// Seconds one conv op takes, all its passes.
     fn conv(&self, op: &ConvOp) -> f64 {
         let rates = match op.kind {
-            Kind::Spatial => self.spatial,
-            Kind::Pointwise => self.pointwise,
-            Kind::Depthwise => self.depthwise,
+            OpKind::Spatial => self.spatial,
+            OpKind::Pointwise => self.pointwise,
+            OpKind::Depthwise => self.depthwise,
         };
         let pass =
             |rate: f64| op.flops / rate + op.elements * 4.0 / self.bandwidth + self.op_seconds;
@@ -247,23 +240,15 @@ impl CostModel {
             g.in_channels as f64,
             g.out_channels as f64,
         );
-        let (c, k, r) = (
-            g.in_per_group() as f64,
-            g.kernel_volume() as f64,
-            rank as f64,
-        );
+        let (c, k) = (g.in_per_group() as f64, g.kernel_volume() as f64);
         let weight = t * c * k;
-        let recompose_flops = match variant {
-            ConvVariant::Hf => 2.0 * t * r * c * k,
-            ConvVariant::Tucker2 => 2.0 * r * r * k * c + 2.0 * t * r * c * k,
-            ConvVariant::Cp => 2.0 * r * c * k + 2.0 * t * r * c * k,
-        };
+        let recompose_flops = variant.recompose_flops(&g.weight_shape(), rank);
         let kind = if g.groups > 1 && g.groups == g.in_channels && g.groups == g.out_channels {
-            Kind::Depthwise
+            OpKind::Depthwise
         } else if k > 1.0 {
-            Kind::Spatial
+            OpKind::Spatial
         } else {
-            Kind::Pointwise
+            OpKind::Pointwise
         };
         let conv = ConvOp {
             kind,
@@ -285,7 +270,7 @@ impl CostModel {
             g.in_channels as f64,
             g.out_channels as f64,
         );
-        let (k, r) = (g.kernel_volume() as f64, rank as f64);
+        let k = g.kernel_volume() as f64;
         let train = work.training;
         let first_dx = train && work.input_grad;
         let op = |kind, cin: f64, cout: f64, taps: f64, pin: f64, pout: f64, dx: bool| ConvOp {
@@ -296,38 +281,31 @@ impl CostModel {
             weight_grad: train,
         };
         let base_kind = if k > 1.0 {
-            Kind::Spatial
+            OpKind::Spatial
         } else {
-            Kind::Pointwise
+            OpKind::Pointwise
         };
         let base = ConvOp {
             weight_grad: false,
             ..op(base_kind, s, t, k, n_in, n_out, first_dx)
         };
+        let ops = variant.branch_ops(g, rank, (n_in, n_out));
+        if ops.is_empty() {
+            // No bypass form: the layer runs weight-space.
+            return self.weight_space(variant, g, rank, work);
+        }
         let mut total = self.conv(&base);
-        match variant {
-            ConvVariant::Hf => {
-                total += self.conv(&op(base_kind, s, r, k, n_in, n_out, first_dx));
-                total += self.conv(&op(Kind::Pointwise, r, t, 1.0, n_out, n_out, train));
-            }
-            ConvVariant::Tucker2 => {
-                total += self.conv(&op(Kind::Pointwise, s, r, 1.0, n_in, n_in, first_dx));
-                total += self.conv(&op(base_kind, r, r, k, n_in, n_out, train));
-                total += self.conv(&op(Kind::Pointwise, r, t, 1.0, n_out, n_out, train));
-            }
-            ConvVariant::Cp => {
-                total += self.conv(&op(Kind::Pointwise, s, r, 1.0, n_in, n_in, first_dx));
-                // One depthwise conv per axis; the spatial size moves from n_in to n_out.
-                let axes = g.dims().max(1) as f64;
-                let step = (n_out / n_in.max(1.0)).powf(1.0 / axes);
-                let mut pin = n_in;
-                for &kj in &g.kernel {
-                    let pout = pin * step;
-                    total += self.conv(&op(Kind::Depthwise, 1.0, r, kj as f64, pin, pout, train));
-                    pin = pout;
-                }
-                total += self.conv(&op(Kind::Pointwise, r, t, 1.0, n_out, n_out, train));
-            }
+        for (i, b) in ops.iter().enumerate() {
+            let BranchOp {
+                kind,
+                cin,
+                cout,
+                taps,
+                positions_in,
+                positions_out,
+            } = *b;
+            let dx = if i == 0 { first_dx } else { train };
+            total += self.conv(&op(kind, cin, cout, taps, positions_in, positions_out, dx));
         }
         // Adding the branch to the base output (and, in training, splitting its gradient;
         // the input gradient of base and branch are summed when the input needs one).
@@ -357,7 +335,7 @@ mod tests {
         // Inference: weight-space is one conv plus a tiny recomposition; bypass is two convs.
         let infer = Workload::inference(8, vec![56, 56]);
         assert_eq!(
-            model.choose(ConvVariant::Hf, &g, 4, &infer),
+            model.choose(ConvVariant::LoCon, &g, 4, &infer),
             ForwardMode::WeightSpace
         );
         // Training on a big activation: the base conv's weight gradient dominates.
@@ -380,7 +358,7 @@ mod tests {
         // Grouped convs never take the bypass form.
         let grouped = ConvGeometry { groups: 2, ..g };
         assert_eq!(
-            model.choose(ConvVariant::Hf, &grouped, 4, &train),
+            model.choose(ConvVariant::LoCon, &grouped, 4, &train),
             ForwardMode::WeightSpace
         );
     }

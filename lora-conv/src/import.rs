@@ -2,10 +2,10 @@
 //!
 //! | library | key | their layout | ours |
 //! |---|---|---|---|
-//! | PEFT conv | `lora_A.weight` | `[r, s/g, k..]` | HF `down [r, (s/g)·K]` |
-//! | PEFT conv | `lora_B.weight` | `[t, r, 1..]` | HF `up [t, r]` |
-//! | LyCORIS LoCon | `lora_down.weight` | `[r, s/g, k..]` | HF `down` |
-//! | LyCORIS LoCon | `lora_up.weight` | `[t, r, 1..]` | HF `up` |
+//! | PEFT conv | `lora_A.weight` | `[r, s/g, k..]` | LoCon `down [r, (s/g)·K]` |
+//! | PEFT conv | `lora_B.weight` | `[t, r, 1..]` | LoCon `up [t, r]` |
+//! | LyCORIS LoCon | `lora_down.weight` | `[r, s/g, k..]` | LoCon `down` |
+//! | LyCORIS LoCon | `lora_up.weight` | `[t, r, 1..]` | LoCon `up` |
 //! | LyCORIS Tucker | `lora_down.weight` | `[r, s/g, 1..]` | Tucker-2 `down [r, s/g]` |
 //! | LyCORIS Tucker | `lora_mid.weight` | `[r, r, k..]` | Tucker-2 `mid [r, r·K]` |
 //! | LyCORIS Tucker | `lora_up.weight` | `[t, r, 1..]` | Tucker-2 `up [t, r]` |
@@ -16,9 +16,9 @@
 
 use burn::module::Param;
 use burn::tensor::Tensor;
-use lora_core::{LoraError, Result};
+use lora_core::{LinearAdapter, LoraError, Result};
 
-use crate::adapters::{HfAdapter, Tucker2Adapter};
+use crate::adapters::{LoConAdapter, Tucker2Adapter};
 
 fn flat<const N: usize>(t: Tensor<N>, rows: usize) -> Tensor<2> {
     let cols = t.shape().num_elements() / rows.max(1);
@@ -73,7 +73,21 @@ fn pointwise_factor<const N: usize>(path: &str, w: Tensor<N>) -> Result<Tensor<2
     Ok(flat(w, dims[0]))
 }
 
-impl HfAdapter {
+impl LoConAdapter {
+    /// The same update as a lora-core [`LinearAdapter`] (burn layout `down [d_in, r]`,
+    /// `up [r, d_out]`), on the PyTorch layout `[d_out, d_in]`: carry it with
+    /// [`crate::AnyAdapter::linear`]. The factors keep their ids.
+    pub fn from_linear(linear: &LinearAdapter) -> Self {
+        let [d_in, _] = linear.down.lazy_shape().dims();
+        let [_, d_out] = linear.up.lazy_shape().dims();
+        Self {
+            down: linear.down.clone().map(|t| t.transpose()),
+            up: linear.up.clone().map(|t| t.transpose()),
+            scale: linear.scale,
+            shape: vec![d_out, d_in],
+        }
+    }
+
     /// From PEFT's `lora_A`/`lora_B` (or LyCORIS LoCon's `lora_down`/`lora_up`) conv weights.
     ///
     /// # Errors
@@ -99,7 +113,7 @@ impl HfAdapter {
             down: Param::from_tensor(flat(lora_a, a[0])),
             up: Param::from_tensor(up),
             scale,
-            kernel_shape,
+            shape: kernel_shape,
         })
     }
 }
@@ -139,7 +153,7 @@ impl Tucker2Adapter {
             mid: Param::from_tensor(flat(mid, r)),
             up: Param::from_tensor(pointwise_factor(&format!("{path}.lora_up"), up)?),
             scale,
-            kernel_shape,
+            shape: kernel_shape,
         })
     }
 }

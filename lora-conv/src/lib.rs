@@ -1,13 +1,19 @@
 //! # lora-conv
 //!
-//! LoRA for convolution kernels `K [t, s/g, k_1..k_d]` (Conv1d/2d/3d), in three variants that
-//! are named for what they are. With `c = s/g` and `K = Π k_j`:
+//! Adapters for convolution kernels `K [t, s/g, k_1..k_d]` (Conv1d/2d/3d) and linear weights,
+//! named for what they are. With `c = s/g` and `K = Π k_j`:
 //!
-//! | variant | update `ΔK[t, s, i..]` | parameters |
+//! | type | update `ΔK[t, s, i..]` | parameters |
 //! |---|---|---|
-//! | [`ConvVariant::Hf`] (PEFT, diffusers, kohya, LyCORIS LoCon) | `Σ_r up[t,r]·down[r,s,i..]` | `r·(c·K + t)` |
+//! | [`ConvVariant::LoCon`] (PEFT, diffusers, kohya, LyCORIS; `hf`) | `Σ_r up[t,r]·down[r,s,i..]` | `r·(c·K + t)` |
 //! | [`ConvVariant::Tucker2`] (LyCORIS `use_tucker`) | `Σ_p Σ_q up[t,p]·mid[p,q,i..]·down[q,s]` | `r·(c + t) + r²·K` |
-//! | [`ConvVariant::Cp`] (Lebedev et al. 2014) | `Σ_r U[t,r]·V[s,r]·Π_j F_j[i_j,r]` | `r·(c + t + Σ k_j)` |
+//! | [`ConvVariant::Cp`] (Lebedev et al. 2014) | `Σ_r U[t,r]·V[r,s]·Π_j F_j[i_j,r]` | `r·(c + t + Σ k_j)` |
+//! | [`ConvVariant::LoHa`] (LyCORIS) | `(w1_a·w1_b) ⊙ (w2_a·w2_b)` | `2·r·(c·K + t)` |
+//! | [`ConvVariant::LoKr`] (LyCORIS) | `w1 ⊗ (w2_a·w2_b)` | `a·c1 + r·(b + c2·K)` |
+//!
+//! Every type is one file in [`adapters`] implementing [`ConvAdapter`]; another crate adds its
+//! own the same way and registers it with [`register`] (see [`adapter`] for the steps and the
+//! design).
 //!
 //! The design document this project started from calls the Tucker-2 form "CP"; it is a
 //! Tucker decomposition along the two channel modes with the spatial modes kept whole in the
@@ -28,15 +34,17 @@
 //! // A 64 -> 64, 3x3 conv: 36,864 weights.
 //! let g = ConvGeometry::new(64, 64, vec![3, 3]);
 //! assert_eq!(full_count(&g), 36_864);
-//! assert_eq!(param_count(ConvVariant::Hf, &g, 8), 8 * (64 * 9 + 64)); // 5,120
+//! assert_eq!(param_count(ConvVariant::LoCon, &g, 8), 8 * (64 * 9 + 64)); // 5,120
 //! assert_eq!(param_count(ConvVariant::Tucker2, &g, 8), 8 * 128 + 64 * 9); // 1,600
 //! assert_eq!(param_count(ConvVariant::Cp, &g, 8), 8 * (64 + 64 + 6)); // 1,072
-//! // The largest ranks still smaller than the full kernel: 0.9·s for HF, as the document says.
-//! assert_eq!(max_rank(ConvVariant::Hf, &g), 57);
+//! // The largest ranks still smaller than the full kernel: 0.9·s for LoCon, as the document
+//! // says.
+//! assert_eq!(max_rank(ConvVariant::LoCon, &g), 57);
 //! ```
 
 #![forbid(unsafe_code)]
 
+pub mod adapter;
 pub mod adapters;
 pub mod any;
 pub mod bypass;
@@ -48,11 +56,12 @@ pub mod import;
 pub mod layer;
 pub mod variant;
 
-pub use adapters::{CpAdapter, HfAdapter, Tucker2Adapter};
+pub use adapter::{BranchOp, ConvAdapter, ConvArgs, Inflater, OpKind};
+pub use adapters::{CpAdapter, LoConAdapter, LoHaAdapter, LoKrAdapter, Tucker2Adapter};
 pub use any::{AnyAdapter, ConvFactory, conv_config};
 pub use bypass::LoraConv;
 pub use cost::{ConvRates, CostModel, Workload};
 pub use forward::ForwardMode;
 pub use geometry::{ConvGeometry, Padding};
 pub use layer::ConvLayer;
-pub use variant::ConvVariant;
+pub use variant::{ConvVariant, register};

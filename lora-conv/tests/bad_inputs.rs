@@ -21,8 +21,8 @@ use lora_conv::functional::{
     rank_limit,
 };
 use lora_conv::{
-    AnyAdapter, ConvFactory, ConvGeometry, ConvVariant, HfAdapter, LoraConv, Padding,
-    Tucker2Adapter, conv_config,
+    ConvFactory, ConvGeometry, ConvVariant, LoConAdapter, LoraConv, Padding, Tucker2Adapter,
+    conv_config,
 };
 use lora_core::io::{read_safetensors, take_tensor};
 use lora_core::testing::randomize_adapters;
@@ -268,15 +268,17 @@ fn lora_conv_entry_points_refuse_bad_inputs() {
     let device = Device::flex();
     let mut s = Sweep::default();
     let spec = |rank, alpha| AdapterSpec::new(rank, alpha);
-    let conv = |variant, shape: &[usize], rank, alpha| {
-        AnyAdapter::conv(variant, "k", shape, &spec(rank, alpha), &device).map(|_| ())
+    let conv = |variant: ConvVariant, shape: &[usize], rank, alpha| {
+        variant
+            .build("k", shape, &spec(rank, alpha), &device)
+            .map(|_| ())
     };
 
     s.refuses("variant name", "tucker3", || {
         "tucker3".parse::<ConvVariant>()
     });
     s.refuses("empty variant name", "``", || "".parse::<ConvVariant>());
-    for v in ConvVariant::ALL {
+    for v in ConvVariant::BUILTIN {
         let shape = [4, 2, 3, 3];
         let limit = kernel_rank_limit(v, &shape);
         s.refuses(&format!("{v} rank 0"), "rank 0", || conv(v, &shape, 0, 1.0));
@@ -289,9 +291,17 @@ fn lora_conv_entry_points_refuse_bad_inputs() {
             conv(v, &shape, 1, f64::INFINITY)
         });
         s.refuses(&format!("{v} 1-D shape"), "[4]", || conv(v, &[4], 1, 1.0));
-        s.refuses(&format!("{v} 2-D shape"), "[4, 2]", || {
-            conv(v, &[4, 2], 1, 1.0)
-        });
+        // A 2-D shape is a linear weight: refused by the types that adapt only kernels.
+        if v.adapts_linear() {
+            assert!(
+                conv(v, &[4, 2], 1, 1.0).is_ok(),
+                "{v} adapts linear weights"
+            );
+        } else {
+            s.refuses(&format!("{v} 2-D shape"), "[4, 2]", || {
+                conv(v, &[4, 2], 1, 1.0)
+            });
+        }
         s.refuses(&format!("{v} 6-D shape"), "[4, 2, 3, 3, 3, 3]", || {
             conv(v, &[4, 2, 3, 3, 3, 3], 1, 1.0)
         });
@@ -345,10 +355,10 @@ fn lora_conv_entry_points_refuse_bad_inputs() {
     // Factor import.
     let z = |shape: [usize; 4]| Tensor::<4>::zeros(shape, &device);
     s.refuses("PEFT conv rank mismatch", "layer.lora_B", || {
-        HfAdapter::from_peft("layer", z([2, 3, 3, 3]), z([4, 3, 1, 1]), 1.0).map(|_| ())
+        LoConAdapter::from_peft("layer", z([2, 3, 3, 3]), z([4, 3, 1, 1]), 1.0).map(|_| ())
     });
     s.refuses("PEFT conv lora_B not 1x1", "layer.lora_B", || {
-        HfAdapter::from_peft("layer", z([2, 3, 3, 3]), z([4, 2, 3, 3]), 1.0).map(|_| ())
+        LoConAdapter::from_peft("layer", z([2, 3, 3, 3]), z([4, 2, 3, 3]), 1.0).map(|_| ())
     });
     s.refuses("LyCORIS Tucker mid rank mismatch", "layer.lora_mid", || {
         Tucker2Adapter::from_lycoris(
@@ -383,7 +393,7 @@ fn lora_conv_entry_points_refuse_bad_inputs() {
 
     // Factor import with tensors of the wrong rank, or rank-0 factors.
     s.refuses("PEFT conv factors of rank 1 (index panic)", "layer", || {
-        HfAdapter::from_peft(
+        LoConAdapter::from_peft(
             "layer",
             Tensor::<1>::zeros([2], &device),
             Tensor::<1>::zeros([2], &device),
@@ -395,7 +405,7 @@ fn lora_conv_entry_points_refuse_bad_inputs() {
         "PEFT conv factors of rank 2 (no spatial axis)",
         "layer",
         || {
-            HfAdapter::from_peft(
+            LoConAdapter::from_peft(
                 "layer",
                 Tensor::<2>::zeros([2, 3], &device),
                 Tensor::<2>::zeros([4, 2], &device),
@@ -405,7 +415,7 @@ fn lora_conv_entry_points_refuse_bad_inputs() {
         },
     );
     s.refuses("PEFT conv factors of rank 0 (r = 0)", "rank 0", || {
-        HfAdapter::from_peft(
+        LoConAdapter::from_peft(
             "layer",
             Tensor::<4>::zeros([0, 3, 3, 3], &device),
             Tensor::<4>::zeros([4, 0, 1, 1], &device),
@@ -527,7 +537,7 @@ fn lora_conv_entry_points_refuse_bad_inputs() {
         },
     ));
     for (name, _, geometry) in &all {
-        for v in ConvVariant::ALL {
+        for v in ConvVariant::BUILTIN {
             s.no_panic(&format!("{v} counts on {name}"), || {
                 (
                     param_count(v, geometry, usize::MAX),
@@ -570,12 +580,13 @@ fn lora_conv_entry_points_refuse_bad_inputs() {
 fn an_empty_kernel_axis_is_named() {
     let device = Device::flex();
     let mut s = Sweep::default();
-    for variant in ConvVariant::ALL {
+    for variant in ConvVariant::BUILTIN {
         s.refuses(
             &format!("{variant} conv kernel with an empty axis: says so"),
             "empty axis",
             || {
-                AnyAdapter::conv(variant, "k", &[4, 0, 3], &AdapterSpec::new(1, 1.0), &device)
+                variant
+                    .build("k", &[4, 0, 3], &AdapterSpec::new(1, 1.0), &device)
                     .map(|_| ())
             },
         );

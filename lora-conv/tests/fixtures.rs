@@ -12,7 +12,7 @@ use burn::nn::conv::{Conv1dConfig, Conv2dConfig};
 use burn::nn::{PaddingConfig1d, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 use lora_conv::{
-    AnyAdapter, ConvLayer, ForwardMode, HfAdapter, LoraConv, Tucker2Adapter, conv_config,
+    AnyAdapter, ConvLayer, ForwardMode, LoConAdapter, LoraConv, Tucker2Adapter, conv_config,
 };
 use lora_core::io::{read_safetensors, take_tensor};
 use lora_core::testing::{Tol, assert_close};
@@ -108,7 +108,7 @@ fn check<C: ConvLayer + Clone, const N: usize>(name: &str, base: C, adapter: Any
     );
 
     // Bypass.
-    let variant = adapter.variant().unwrap();
+    let variant = adapter.variant();
     let spec = AdapterSpec::new(adapter.rank(), 1.0);
     let bypass = LoraConv::new(
         name,
@@ -210,8 +210,8 @@ fn peft_factors<const N: usize>(name: &str) -> (Tensor<N>, Tensor<N>) {
 fn peft_conv2d_stride_2() {
     let name = "peft-conv2d";
     let (a, b) = peft_factors::<4>(name);
-    let adapter = HfAdapter::from_peft("layer", a, b, peft_scale(&case(name))).unwrap();
-    check::<_, 4>(name, conv2d_from_case(name), AnyAdapter::Hf(adapter));
+    let adapter = LoConAdapter::from_peft("layer", a, b, peft_scale(&case(name))).unwrap();
+    check::<_, 4>(name, conv2d_from_case(name), AnyAdapter::new(adapter));
 }
 
 #[test]
@@ -236,8 +236,8 @@ fn peft_conv1d_rslora() {
     // rsLoRA: alpha / sqrt(r) = 2 / sqrt(2).
     let scale = peft_scale(&c);
     assert!((scale - 2f64.sqrt()).abs() < 1e-12);
-    let adapter = HfAdapter::from_peft("layer", a, b, scale).unwrap();
-    check::<_, 3>(name, conv, AnyAdapter::Hf(adapter));
+    let adapter = LoConAdapter::from_peft("layer", a, b, scale).unwrap();
+    check::<_, 3>(name, conv, AnyAdapter::new(adapter));
 }
 
 fn lycoris_factors(
@@ -265,8 +265,8 @@ fn lycoris_locon_plain() {
         take_tensor(&mut t, "lycoris_layer.lora_down.weight", name, &device).unwrap();
     let up: Tensor<4> = take_tensor(&mut t, "lycoris_layer.lora_up.weight", name, &device).unwrap();
     let rank = down.dims()[0] as f64;
-    let adapter = HfAdapter::from_peft("layer", down, up, alpha / rank).unwrap();
-    check::<_, 4>(name, conv2d_from_case(name), AnyAdapter::Hf(adapter));
+    let adapter = LoConAdapter::from_peft("layer", down, up, alpha / rank).unwrap();
+    check::<_, 4>(name, conv2d_from_case(name), AnyAdapter::new(adapter));
 }
 
 #[test]
@@ -281,7 +281,7 @@ fn lycoris_tucker() {
     let up: Tensor<4> = take_tensor(&mut t, "lycoris_layer.lora_up.weight", name, &device).unwrap();
     let rank = down.dims()[0] as f64;
     let adapter = Tucker2Adapter::from_lycoris("layer", down, mid, up, alpha / rank).unwrap();
-    check::<_, 4>(name, conv2d_from_case(name), AnyAdapter::Tucker2(adapter));
+    check::<_, 4>(name, conv2d_from_case(name), AnyAdapter::new(adapter));
 }
 
 #[test]
@@ -289,11 +289,11 @@ fn mismatched_factors_are_refused_with_their_key() {
     let device = Device::flex();
     let a = Tensor::<4>::zeros([3, 6, 3, 3], &device);
     let b = Tensor::<4>::zeros([8, 2, 1, 1], &device);
-    let err = HfAdapter::from_peft("layer", a.clone(), b, 1.0).unwrap_err();
+    let err = LoConAdapter::from_peft("layer", a.clone(), b, 1.0).unwrap_err();
     assert!(err.to_string().contains("layer.lora_B"), "{err}");
     let b = Tensor::<4>::zeros([8, 3, 3, 3], &device);
     assert!(
-        HfAdapter::from_peft("layer", a, b, 1.0).is_err(),
+        LoConAdapter::from_peft("layer", a, b, 1.0).is_err(),
         "up must be 1x1"
     );
 }

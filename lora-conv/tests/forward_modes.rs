@@ -76,7 +76,7 @@ fn check_modes<C: ConvLayer + Clone, const N: usize>(name: &str, conv: C, input:
         let conv = conv.clone().to_device(&device);
         let x = Tensor::<N>::random(Shape::from(input.to_vec()), Distribution::Default, &device);
         let x = if training { x.require_grad() } else { x };
-        for variant in ConvVariant::ALL {
+        for variant in ConvVariant::BUILTIN {
             let what = format!("{name} {variant} training={training}");
             let spec = AdapterSpec::new(2, 3.0);
             let reference_mode = if groups == 1 {
@@ -217,7 +217,7 @@ fn dropout_needs_the_bypass_form() {
     let err = LoraConv::new(
         "blocks.0.conv",
         conv.clone(),
-        ConvVariant::Hf,
+        ConvVariant::LoCon,
         &spec,
         0.1,
         ForwardMode::WeightSpace,
@@ -233,7 +233,7 @@ fn dropout_needs_the_bypass_form() {
     let auto = LoraConv::new(
         "c",
         conv,
-        ConvVariant::Hf,
+        ConvVariant::LoCon,
         &spec,
         0.1,
         ForwardMode::Auto,
@@ -250,16 +250,17 @@ fn with_adapter_refuses_linear_and_foreign_kernels() {
     let device = Device::flex();
     let conv = Conv2dConfig::new([4, 6], [3, 3]).init(&device);
     let spec = AdapterSpec::new(2, 2.0);
-    let layer = LoraConv::wrap("blocks.0", conv, ConvVariant::Hf, &spec, 0.0, &device).unwrap();
-    let linear = lora_conv::AnyAdapter::Linear(
-        lora_core::LinearAdapter::new("x", 4, 6, &spec, &device).unwrap(),
-    );
+    let layer = LoraConv::wrap("blocks.0", conv, ConvVariant::LoCon, &spec, 0.0, &device).unwrap();
+    let linear = lora_conv::AnyAdapter::linear(lora_conv::LoConAdapter::from_linear(
+        &lora_core::LinearAdapter::new("x", 4, 6, &spec, &device).unwrap(),
+    ));
     match layer.clone().with_adapter("blocks.0", linear) {
         Err(LoraError::UnsupportedGeometry { path, .. }) => assert_eq!(path, "blocks.0"),
         other => panic!("{other:?}"),
     }
-    let other =
-        lora_conv::AnyAdapter::conv(ConvVariant::Hf, "x", &[6, 4, 5, 5], &spec, &device).unwrap();
+    let other = lora_conv::ConvVariant::LoCon
+        .build("x", &[6, 4, 5, 5], &spec, &device)
+        .unwrap();
     match layer.with_adapter("blocks.0", other) {
         Err(LoraError::ShapeMismatch {
             expected, actual, ..

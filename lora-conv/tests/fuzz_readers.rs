@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, TensorData};
-use lora_conv::{HfAdapter, Tucker2Adapter};
+use lora_conv::{LoConAdapter, Tucker2Adapter};
 use lora_core::io::{read_safetensors, take_tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -189,7 +189,7 @@ fn exercise(path: &Path, bytes: &[u8], device: &Device) -> Result<bool, String> 
     // Pairs and triples of 4-D tensors as conv factors: the import must refuse or accept,
     // never panic.
     if taken4.len() >= 2 {
-        let _ = HfAdapter::from_peft("fuzz", taken4[0].clone(), taken4[1].clone(), 1.0);
+        let _ = LoConAdapter::from_peft("fuzz", taken4[0].clone(), taken4[1].clone(), 1.0);
     }
     if taken4.len() >= 3 {
         let _ = Tucker2Adapter::from_lycoris(

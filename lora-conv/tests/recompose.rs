@@ -123,7 +123,7 @@ fn cp_matches_the_formula() {
         let (t, c, r) = (3 + case, 4, 2 + case);
         let kv: usize = ks.iter().product();
         let up = rand([t, r], &device);
-        let down = rand([c, r], &device);
+        let down = rand([r, c], &device);
         let spatial: Vec<Tensor<2>> = ks.iter().map(|&k| rand([k, r], &device)).collect();
         let got = host(&recompose::cp(up.clone(), down.clone(), &spatial, 0.5));
         let (u, v) = (host(&up), host(&down));
@@ -135,7 +135,7 @@ fn cp_matches_the_formula() {
                     let k = spatial_index(&idx, ks);
                     let mut sum = 0.0;
                     for ri in 0..r {
-                        let mut term = u[ti * r + ri] * v[s * r + ri];
+                        let mut term = u[ti * r + ri] * v[ri * c + s];
                         for (j, &i) in idx.iter().enumerate() {
                             term *= f[j][i * r + ri];
                         }

@@ -1,6 +1,6 @@
 //! The weight-space and bypass forms are the same maths: from the same factors, five Adam steps
 //! on the same batch leave them computing the same function (tolerance 1e-4 relative, 1e-5 absolute floor), for each
-//! variant.
+//! adapter type.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -17,7 +17,7 @@ use lora_core::{AdapterSpec, LoraParam, attach};
 fn both_forms_train_identically() {
     let device = Device::flex().autodiff();
     device.seed(3);
-    for variant in [ConvVariant::Hf, ConvVariant::Tucker2, ConvVariant::Cp] {
+    for variant in ConvVariant::BUILTIN {
         let conv: Conv2d = Conv2dConfig::new([4, 6], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&device);

@@ -112,13 +112,23 @@ pub enum LoraError {
         /// Paths of the weights whose merged value would not be finite.
         paths: Vec<String>,
     },
-    /// A conv LoRA variant name that is not known.
-    #[error(
-        "unknown conv variant `{name}`; expected hf, tucker2 or cp (or lora, locon, tucker, cpd)"
-    )]
+    /// An adapter type name that is not registered.
+    #[error("unknown adapter type `{name}`; registered types: {known}")]
     UnknownVariant {
         /// The name as given.
         name: String,
+        /// The registered names.
+        known: String,
+    },
+    /// An adapter type registered under a name (or alias) another type already has.
+    #[error("adapter type name `{name}` is taken by {taken_by}; {refused} was not registered")]
+    DuplicateName {
+        /// The name both types claim.
+        name: String,
+        /// The Rust type registered first.
+        taken_by: String,
+        /// The Rust type refused.
+        refused: String,
     },
     /// A convolution geometry that no convolution has (zero channels, an empty kernel axis,
     /// groups that do not divide the channels...).

@@ -40,6 +40,7 @@ pub mod adapter;
 pub mod attach;
 pub mod config;
 pub mod device;
+pub mod erased;
 pub mod error;
 pub mod init;
 pub mod io;

@@ -130,13 +130,12 @@ impl LayerAdapter {
     /// # Errors
     /// As [`Algorithm::delta`], naming `file`.
     pub fn delta(&self, file: &str) -> Result<Delta> {
-        self.algorithm.delta(
-            Site {
-                file,
-                prefix: &self.key_prefix,
-            },
-            &self.factors,
-        )
+        let site = Site {
+            base_shape: self.base_shape.as_deref(),
+            rank: Some(self.rank),
+            ..Site::new(file, &self.key_prefix)
+        };
+        self.algorithm.delta(site, &self.factors)
     }
 
     /// Trainable scalars (factors and magnitude).

@@ -7,20 +7,22 @@
 //!
 //! The adapters land on the model through [`lora_core::attach()`], as `lora_conv::AnyAdapter`s
 //! carrying the file's own scale, so merge, unmerge, training and records work on them as on
-//! any other. LoRA/LoCon, Tucker-2 and CP have trainable module types; LoHa, LoKr and DoRA do
-//! not yet, and a file holding them is refused by layer (merge them into the base with
-//! [`crate::merge::merge`] instead).
+//! any other. LoRA/LoCon, Tucker-2, CP, LoHa and LoKr have trainable module types; DoRA, LoHa
+//! with Tucker cores and LoKr with a Tucker core do not yet, and a file holding them is refused
+//! by layer (merge them into the base with [`crate::merge::merge`] instead).
 
 use std::collections::{BTreeMap, HashMap};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
-use lora_conv::{AnyAdapter, CpAdapter, HfAdapter, Tucker2Adapter, conv_config};
-use lora_core::{AdapterFactory, AdapterSpec, LinearAdapter, LoraError};
+use lora_conv::{
+    AnyAdapter, CpAdapter, LoConAdapter, LoHaAdapter, LoKrAdapter, Tucker2Adapter, conv_config,
+};
+use lora_core::{AdapterFactory, AdapterSpec, LoraError};
 use regex::Regex;
 
 use crate::adapter::{AdapterFile, Format, LayerAdapter};
-use crate::algorithm::{Cp, Factor, Factors, LoCon, Tucker2};
+use crate::algorithm::{Cp, Factor, Factors, LoCon, LoHa, LoKr, Tucker2};
 use crate::error::{FileError, Result};
 use crate::state_dict::{StateDict, Stored};
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
@@ -78,8 +80,29 @@ fn tensor<const N: usize>(f: &Factor, device: &Device) -> Tensor<N> {
     Tensor::from_data(TensorData::new(f.values.clone(), shape), device)
 }
 
-/// Build the adapter of `layer` for the burn weight at `path` on `device`.
-fn build(layer: &LayerAdapter, path: &str, device: &Device) -> lora_core::Result<AnyAdapter> {
+/// Build the adapter of `layer` for the burn weight at `path` of (burn) shape `shape` on
+/// `device`.
+fn build(
+    layer: &LayerAdapter,
+    path: &str,
+    shape: &[usize],
+    device: &Device,
+) -> lora_core::Result<AnyAdapter> {
+    // The adapted weight in PyTorch layout, and how the update reaches burn's.
+    let (torch_shape, carry): (Vec<usize>, fn(AnyAdapter) -> AnyAdapter) = match shape {
+        [d_in, d_out] => (vec![*d_out, *d_in], |a| a.into_linear()),
+        _ => (shape.to_vec(), |a| a),
+    };
+    build_torch(layer, path, &torch_shape, device).map(carry)
+}
+
+/// The adapter of `layer` on the PyTorch-layout weight shape `shape`.
+fn build_torch(
+    layer: &LayerAdapter,
+    path: &str,
+    shape: &[usize],
+    device: &Device,
+) -> lora_core::Result<AnyAdapter> {
     let f = |n: &str| &layer.factors[n];
     let rank = |n: &str| layer.factors[n].shape.len();
     let wrong = |reason: String| LoraError::UnsupportedGeometry {
@@ -105,17 +128,28 @@ fn build(layer: &LayerAdapter, path: &str, device: &Device) -> lora_core::Result
             }
         };
     }
+    let param = |n: &str| Param::from_tensor(tensor::<2>(f(n), device));
     match layer.algorithm.name() {
         "lora" if rank("lora_down.weight") == 2 => {
-            Ok(AnyAdapter::Linear(LinearAdapter::from_peft(
-                path,
-                tensor::<2>(f("lora_down.weight"), device),
-                tensor::<2>(f("lora_up.weight"), device),
-                layer.scale,
-            )?))
+            // PEFT's layout is LoCon's on the PyTorch layout [out, in]; the carrier transposes
+            // the update into burn's [in, out].
+            let (down, up) = (f("lora_down.weight"), f("lora_up.weight"));
+            if down.shape[0] != up.shape[1] {
+                return Err(LoraError::ShapeMismatch {
+                    path: format!("{path} (lora_up)"),
+                    expected: vec![up.shape[0], down.shape[0]],
+                    actual: up.shape.clone(),
+                });
+            }
+            Ok(AnyAdapter::new(LoConAdapter {
+                down: param("lora_down.weight"),
+                up: param("lora_up.weight"),
+                scale: layer.scale,
+                shape: vec![up.shape[0], down.shape[1]],
+            }))
         }
         "lora" => {
-            by_rank!(rank("lora_down.weight"), D => Ok(AnyAdapter::Hf(HfAdapter::from_peft::<D>(
+            by_rank!(rank("lora_down.weight"), D => Ok(AnyAdapter::new(LoConAdapter::from_peft::<D>(
             path,
             tensor::<D>(f("lora_down.weight"), device),
             tensor::<D>(f("lora_up.weight"), device),
@@ -123,7 +157,7 @@ fn build(layer: &LayerAdapter, path: &str, device: &Device) -> lora_core::Result
         )?)))
         }
         "tucker2" => {
-            by_rank!(rank("lora_mid.weight"), D => Ok(AnyAdapter::Tucker2(Tucker2Adapter::from_lycoris::<D>(
+            by_rank!(rank("lora_mid.weight"), D => Ok(AnyAdapter::new(Tucker2Adapter::from_lycoris::<D>(
             path,
             tensor::<D>(f("lora_down.weight"), device),
             tensor::<D>(f("lora_mid.weight"), device),
@@ -132,25 +166,90 @@ fn build(layer: &LayerAdapter, path: &str, device: &Device) -> lora_core::Result
         )?)))
         }
         "cp" => {
-            let up = f("cp_up");
-            let down = f("cp_down");
+            let (up, down) = (f("cp_up"), f("cp_down"));
             let spatial: Vec<&Factor> = (0..layer.factors.len() - 2)
                 .map(|j| f(&format!("cp_spatial_{j}")))
                 .collect();
-            let mut kernel_shape = vec![up.shape[0], down.shape[0]];
-            kernel_shape.extend(spatial.iter().map(|s| s.shape[0]));
-            Ok(AnyAdapter::Cp(CpAdapter {
-                up: Param::from_tensor(tensor::<2>(up, device)),
-                down: Param::from_tensor(tensor::<2>(down, device)),
+            let mut shape = vec![up.shape[0], down.shape[1]];
+            shape.extend(spatial.iter().map(|s| s.shape[0]));
+            Ok(AnyAdapter::new(CpAdapter {
+                up: param("cp_up"),
+                down: param("cp_down"),
                 spatial: spatial
                     .iter()
                     .map(|s| Param::from_tensor(tensor::<2>(s, device)))
                     .collect(),
                 scale: layer.scale,
-                kernel_shape,
+                shape,
             }))
         }
-        other => Err(wrong(format!("no trainable module type for {other}"))),
+        "loha" if layer.factors.contains_key("hada_t1") => Err(wrong(
+            "LoHa with Tucker cores (hada_t1, hada_t2) has no trainable module type; merge it \
+             into the base instead"
+                .into(),
+        )),
+        "loha" => {
+            let (a, b) = (f("hada_w1_a"), f("hada_w1_b"));
+            if shape.first() != a.shape.first()
+                || shape[1..].iter().product::<usize>() != b.shape[1]
+            {
+                return Err(LoraError::ShapeMismatch {
+                    path: format!("{path} (hada_w1_a · hada_w1_b)"),
+                    expected: shape.to_vec(),
+                    actual: vec![a.shape[0], b.shape[1]],
+                });
+            }
+            let shape = shape.to_vec();
+            Ok(AnyAdapter::new(LoHaAdapter {
+                w1_a: param("hada_w1_a"),
+                w1_b: param("hada_w1_b"),
+                w2_a: param("hada_w2_a"),
+                w2_b: param("hada_w2_b"),
+                scale: layer.scale,
+                shape,
+            }))
+        }
+        "lokr" if layer.factors.contains_key("lokr_t2") => Err(wrong(
+            "LoKr with a Tucker core (lokr_t2) has no trainable module type; merge it into the \
+             base instead"
+                .into(),
+        )),
+        "lokr" => {
+            let matrix = |n: &str| {
+                let x = f(n);
+                let rows = x.shape[0];
+                Tensor::<2>::from_data(
+                    TensorData::new(x.values.clone(), [rows, x.values.len() / rows.max(1)]),
+                    device,
+                )
+            };
+            let w1 = if layer.factors.contains_key("lokr_w1") {
+                matrix("lokr_w1")
+            } else {
+                matrix("lokr_w1_a").matmul(matrix("lokr_w1_b"))
+            };
+            let w2 = if layer.factors.contains_key("lokr_w2") {
+                Err(matrix("lokr_w2"))
+            } else {
+                Ok((matrix("lokr_w2_a"), matrix("lokr_w2_b")))
+            };
+            Ok(AnyAdapter::new(LoKrAdapter::from_factors(
+                path,
+                shape,
+                w1,
+                w2,
+                layer.scale,
+            )?))
+        }
+        other => match crate::algorithm::Module::by_name_typed(other) {
+            Some(module) => {
+                let site = crate::algorithm::Site::new(&layer.key_prefix, &layer.module);
+                module
+                    .adapter(site, shape, layer.rank, layer.scale, &layer.factors, device)
+                    .map_err(|e| wrong(e.to_string()))
+            }
+            None => Err(wrong(format!("no trainable module type for {other}"))),
+        },
     }
 }
 
@@ -165,12 +264,12 @@ impl AdapterFactory for FileFactory<'_> {
     fn build(
         &self,
         path: &str,
-        _shape: &[usize],
+        shape: &[usize],
         _spec: &AdapterSpec,
         device: &Device,
     ) -> lora_core::Result<AnyAdapter> {
         match self.layers.get(path) {
-            Some(layer) => build(layer, path, device),
+            Some(layer) => build(layer, path, shape, device),
             None => Err(LoraError::UnsupportedGeometry {
                 path: path.to_string(),
                 reason: "no layer of the adapter file maps to this weight".to_string(),
@@ -203,7 +302,10 @@ pub fn attach_file<M: Module>(
         if layer.magnitude.is_some() {
             return Err(no_module(layer, "DoRA has no trainable module type yet"));
         }
-        if !["lora", "tucker2", "cp"].contains(&layer.algorithm.name()) {
+        let name = layer.algorithm.name();
+        let known = ["lora", "tucker2", "cp", "loha", "lokr"].contains(&name)
+            || crate::algorithm::Module::by_name_typed(name).is_some();
+        if !known {
             return Err(no_module(
                 layer,
                 "this algorithm has no trainable module type yet",
@@ -259,7 +361,7 @@ fn replace<M: Module>(model: &M, file: &AdapterFile, map: &PathMap) -> Result<(M
 }
 
 /// One adapted weight as a visitor sees it: the base's path and shape, and the factor
-/// tensors inside its reparameterization by their path below it (`adapter.Hf.down`).
+/// tensors inside its reparameterization by their path below it (`adapter.locon.down`).
 #[derive(Default)]
 struct Seen {
     path: String,
@@ -331,44 +433,26 @@ impl ModuleVisitor for Collector {
     }
 }
 
-fn transpose(rows: usize, cols: usize, v: &[f32]) -> Vec<f32> {
-    let mut out = vec![0f32; v.len()];
-    for i in 0..rows {
-        for j in 0..cols {
-            out[j * rows + i] = v[i * cols + j];
-        }
-    }
-    out
-}
-
 fn ones(n: usize) -> impl Iterator<Item = usize> {
     std::iter::repeat_n(1, n)
 }
 
 /// The file-level view of one adapted weight: algorithm, PyTorch-layout factors and rank.
 fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)> {
-    // Below the reparameterization: `adapter`, then the AnyAdapter variant when there is one.
+    // Below the reparameterization: `adapter`, then the adapter type's name, then the factor.
     let mut parts: BTreeMap<String, (&Vec<usize>, &Vec<f32>)> = BTreeMap::new();
-    let mut variant = "Linear".to_string();
+    let mut variant = String::new();
     for (path, dims, values) in &seen.factors {
-        let rest = path.iter().skip_while(|p| *p != "adapter").skip(1);
-        let rest: Vec<&String> = rest.collect();
-        let name = match rest.first().map(|s| s.as_str()) {
-            Some(v @ ("Linear" | "Hf" | "Tucker2" | "Cp")) => {
-                variant = v.to_string();
-                rest[1..]
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(".")
-            }
-            _ => rest
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("."),
-        };
-        parts.insert(name, (dims, values));
+        let rest: Vec<&str> = path
+            .iter()
+            .skip_while(|p| *p != "adapter")
+            .skip(1)
+            .map(String::as_str)
+            .collect();
+        if let [name, factor @ ..] = rest.as_slice() {
+            variant = name.to_string();
+            parts.insert(factor.join("."), (dims, values));
+        }
     }
     let k = &seen.shape;
     let get = |n: &str| parts.get(n).copied();
@@ -377,23 +461,14 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
         f.insert(name.to_string(), Factor { shape, values });
     };
     match variant.as_str() {
-        "Linear" => {
+        // A linear LoCon is PEFT's LoRA, already in PyTorch layout.
+        "locon" if k.len() == 2 => {
             let ((dd, dv), (ud, uv)) = (get("down")?, get("up")?);
-            put(
-                &mut f,
-                "lora_down.weight",
-                vec![dd[1], dd[0]],
-                transpose(dd[0], dd[1], dv),
-            );
-            put(
-                &mut f,
-                "lora_up.weight",
-                vec![ud[1], ud[0]],
-                transpose(ud[0], ud[1], uv),
-            );
-            Some((&LoCon, f, dd[1]))
+            put(&mut f, "lora_down.weight", dd.clone(), dv.clone());
+            put(&mut f, "lora_up.weight", ud.clone(), uv.clone());
+            Some((&LoCon, f, dd[0]))
         }
-        "Hf" => {
+        "locon" => {
             let ((dd, dv), (_, uv)) = (get("down")?, get("up")?);
             let r = dd[0];
             put(
@@ -410,7 +485,7 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
             );
             Some((&LoCon, f, r))
         }
-        "Tucker2" => {
+        "tucker2" => {
             let ((dd, dv), (_, mv), (_, uv)) = (get("down")?, get("mid")?, get("up")?);
             let r = dd[0];
             put(
@@ -433,7 +508,7 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
             );
             Some((&Tucker2, f, r))
         }
-        "Cp" => {
+        "cp" => {
             let ((ud, uv), (dd, dv)) = (get("up")?, get("down")?);
             put(&mut f, "cp_up", ud.clone(), uv.clone());
             put(&mut f, "cp_down", dd.clone(), dv.clone());
@@ -441,9 +516,52 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
                 let (sd, sv) = get(&format!("spatial.{j}"))?;
                 put(&mut f, &format!("cp_spatial_{j}"), sd.clone(), sv.clone());
             }
-            Some((&Cp, f, ud[1]))
+            Some((&Cp, f, dd[0]))
         }
-        _ => None,
+        "loha" => {
+            for name in ["w1_a", "w1_b", "w2_a", "w2_b"] {
+                let (d, v) = get(name)?;
+                put(&mut f, &format!("hada_{name}"), d.clone(), v.clone());
+            }
+            let rank = get("w1_a")?.0[1];
+            Some((&LoHa, f, rank))
+        }
+        "lokr" => {
+            let (d1, v1) = get("w1")?;
+            put(&mut f, "lokr_w1", d1.clone(), v1.clone());
+            let rank = match (get("w2"), get("w2_a"), get("w2_b")) {
+                (Some((d, v)), _, _) => {
+                    // LyCORIS stores a full w2 as [b, c2, k..].
+                    let c2 = k.get(1).copied().unwrap_or(1) / d1[1].max(1);
+                    let shape = [d[0], c2].into_iter().chain(k.iter().skip(2).copied());
+                    put(&mut f, "lokr_w2", shape.collect(), v.clone());
+                    1
+                }
+                (None, Some((da, va)), Some((db, vb))) => {
+                    put(&mut f, "lokr_w2_a", da.clone(), va.clone());
+                    put(&mut f, "lokr_w2_b", db.clone(), vb.clone());
+                    da[1]
+                }
+                _ => return None,
+            };
+            Some((&LoKr, f, rank))
+        }
+        // Any other type registered with lora_conv: its module's factors, by name.
+        other => {
+            let algorithm = crate::algorithm::Module::by_name(other)?;
+            let module = crate::algorithm::Module::by_name_typed(other)?;
+            let torch: Vec<usize> = match k.as_slice() {
+                [d_in, d_out] => vec![*d_out, *d_in],
+                _ => k.clone(),
+            };
+            let list: Vec<(String, Vec<usize>, Vec<f32>)> = parts
+                .iter()
+                .map(|(n, (d, v))| (n.clone(), (*d).clone(), (*v).clone()))
+                .collect();
+            let factors = crate::algorithm::module::export(&list);
+            let rank = module.exported_rank(&torch, &factors)?;
+            Some((algorithm, factors, rank))
+        }
     }
 }
 

@@ -34,10 +34,7 @@ fn factor(shape: &[usize], seed: u64) -> Factor {
 }
 
 fn delta(algorithm: &dyn Algorithm, factors: &Factors) -> Vec<f32> {
-    let site = Site {
-        file: "test",
-        prefix: "layer",
-    };
+    let site = Site::new("test", "layer");
     let d = algorithm
         .delta(site, factors)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -1,4 +1,4 @@
-//! Every trainable variant (HF/LoCon, Tucker-2, CP) on Conv1d, Conv2d and Conv3d kernels (an
+//! Every built-in adapter type (LoCon, Tucker-2, CP, LoHa, LoKr) on Conv1d, Conv2d and Conv3d kernels (an
 //! inflated 3D network's layers are Conv3d) and a Linear head: saved from the model as a native
 //! file and loaded onto a fresh copy of the base, the outputs are bit for bit the same.
 
@@ -54,7 +54,7 @@ fn every_variant_on_1d_2d_3d_survives_the_native_file() {
             .try_to_vec::<f32>()
             .unwrap_or_default()
     };
-    for variant in [ConvVariant::Hf, ConvVariant::Tucker2, ConvVariant::Cp] {
+    for variant in ConvVariant::BUILTIN {
         let adapted = lora_core::attach(&base, &conv_config(2, 3.0), &ConvFactory::new(variant))
             .unwrap_or_else(|e| panic!("{e}"));
         let adapted = randomize_adapters(adapted, 0.3);
@@ -67,12 +67,17 @@ fn every_variant_on_1d_2d_3d_survives_the_native_file() {
         let file =
             file_from_model(&adapted, &PathMap::identity()).unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = file.layers.iter().map(|l| l.algorithm.name()).collect();
-        let conv = match variant {
-            ConvVariant::Hf => "lora",
-            ConvVariant::Tucker2 => "tucker2",
-            _ => "cp",
+        let conv = match variant.name() {
+            "locon" => "lora",
+            other => other,
         };
-        assert_eq!(names, [conv, conv, conv, "lora"], "{variant:?}");
+        // Linear weights get the type itself when it adapts them, plain LoRA otherwise.
+        let head = if variant.adapts_linear() {
+            conv
+        } else {
+            "lora"
+        };
+        assert_eq!(names, [conv, conv, conv, head], "{variant:?}");
         let path = std::env::temp_dir().join(format!(
             "lora-files-variants-{}-{variant:?}.safetensors",
             std::process::id()

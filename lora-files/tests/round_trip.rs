@@ -141,7 +141,7 @@ fn cp_adapter() -> AdapterFile {
     };
     let mut factors = Factors::new();
     factors.insert("cp_up".to_string(), f(vec![16, 2]));
-    factors.insert("cp_down".to_string(), f(vec![8, 2]));
+    factors.insert("cp_down".to_string(), f(vec![2, 8]));
     factors.insert("cp_spatial_0".to_string(), f(vec![3, 2]));
     factors.insert("cp_spatial_1".to_string(), f(vec![3, 2]));
     AdapterFile {

@@ -1,4 +1,4 @@
-//! Parameter counts and rank bounds of the three conv LoRA variants for one layer.
+//! Parameter counts and rank bounds of every registered adapter type for one layer.
 //!
 //! `cargo run -p experiments --bin bounds -- --in S --out T --kernel 3x3 --rank R [--groups G] [--json]`
 
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lora_conv::functional::{
-    closed_form, full_count, max_rank, max_rank_tucker2_below_hf, param_count,
+    closed_form, full_count, max_rank, max_rank_tucker2_below_hf, param_count, rank_limit,
 };
 use lora_conv::{ConvGeometry, ConvVariant};
 use serde_json::json;
@@ -87,19 +87,22 @@ fn main() -> ExitCode {
     let full = full_count(&geometry);
     let count = |v| param_count(v, &geometry, r);
     let max = |v| max_rank(v, &geometry);
+    let variants = ConvVariant::all();
     if args.json {
-        let out = json!({
-            "full": full,
-            "hf": count(ConvVariant::Hf),
-            "tucker2": count(ConvVariant::Tucker2),
-            "cp": count(ConvVariant::Cp),
-            "max_rank": {
-                "hf": max(ConvVariant::Hf),
-                "tucker2": max(ConvVariant::Tucker2),
-                "cp": max(ConvVariant::Cp),
-            },
-        });
-        println!("{out}");
+        let by_name = |f: &dyn Fn(ConvVariant) -> usize| {
+            variants
+                .iter()
+                .map(|&v| (v.name().to_string(), json!(f(v))))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        let mut out = by_name(&count);
+        out.insert("full".into(), json!(full));
+        out.insert("max_rank".into(), json!(by_name(&max)));
+        out.insert(
+            "rank_limit".into(),
+            json!(by_name(&|v| rank_limit(v, &geometry))),
+        );
+        println!("{}", serde_json::Value::Object(out));
         return ExitCode::SUCCESS;
     }
     let kernel: Vec<String> = geometry.kernel.iter().map(ToString::to_string).collect();
@@ -122,25 +125,42 @@ fn main() -> ExitCode {
         "closed form",
         "stricter bound"
     );
-    let rows = [
-        (ConvVariant::Hf, cf.hf, Some(cf.hf_strict)),
-        (ConvVariant::Tucker2, cf.tucker2, Some(cf.tucker2_strict)),
-        (ConvVariant::Cp, cf.cp, None),
-    ];
-    for (v, closed, strict) in rows {
+    // The closed forms exist for the three decompositions (see lora_conv::functional::bounds).
+    let closed = |v: ConvVariant| match v.name() {
+        "locon" => (Some(cf.hf), Some(cf.hf_strict)),
+        "tucker2" => (Some(cf.tucker2), Some(cf.tucker2_strict)),
+        "cp" => (Some(cf.cp), None),
+        _ => (None, None),
+    };
+    let mut past = Vec::new();
+    for v in variants {
+        let (closed, strict) = closed(v);
+        let shown = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("r < {x:.2}"));
+        if count(v) >= full {
+            past.push(v.name());
+        }
         println!(
             "{:<9} {:>14} {:>9.2}% {:>16} {:>14} {:>16}",
             v.name(),
             count(v),
             100.0 * count(v) as f64 / full as f64,
             max(v),
-            format!("r < {closed:.2}"),
-            strict.map_or("-".to_string(), |x| format!("r < {x:.2}")),
+            shown(closed),
+            shown(strict),
+        );
+    }
+    if !past.is_empty() {
+        println!();
+        println!(
+            "At rank {r}, {} {} at or past break-even (as many parameters as the kernel): not \
+             low-rank.",
+            past.join(", "),
+            if past.len() == 1 { "is" } else { "are" }
         );
     }
     println!();
     println!(
-        "Tucker-2 has fewer parameters than HF up to rank {} (r < s/g·(K-1)/K = {:.2}).",
+        "Tucker-2 has fewer parameters than LoCon up to rank {} (r < s/g·(K-1)/K = {:.2}).",
         max_rank_tucker2_below_hf(&geometry),
         cf.tucker2_below_hf
     );

@@ -19,8 +19,8 @@ use crate::train::{Classifier, TrainConfig, predict, train};
 /// Measured throughput.
 #[derive(Debug, Clone)]
 pub struct Throughput {
-    /// Training steps per second per probe: `full`, `head`, `hf`, `tucker2`, `cp` (weight
-    /// space, at the probe rank) and `hf-bypass`.
+    /// Training steps per second per probe: `full`, `head`, and each adapter type of the plan (weight
+    /// space, at the probe rank) and `locon-bypass`.
     pub train: Vec<(String, f64)>,
     /// Examples per second in inference (batches of 256).
     pub inference: f64,
@@ -101,10 +101,10 @@ pub fn probe(plan: &Plan, steps: usize, device: &Device) -> Result<Throughput> {
             )?,
         ),
     ];
-    for variant in [ConvVariant::Hf, ConvVariant::Tucker2, ConvVariant::Cp] {
+    for &variant in &plan.variants {
         let layers = plan_ranks(variant, rank, &cnn.geometries(), "blocks.");
         let adapted = with_adapters(&base, variant, &layers, false)?;
-        if variant == ConvVariant::Hf {
+        if variant == ConvVariant::LoCon {
             let bypass = with_bypass(
                 base.clone(),
                 &adapted,
@@ -112,7 +112,10 @@ pub fn probe(plan: &Plan, steps: usize, device: &Device) -> Result<Throughput> {
                 lora_conv::ForwardMode::Bypass,
                 device,
             )?;
-            train.push(("hf-bypass".into(), time_steps(bypass, plan, steps, device)?));
+            train.push((
+                "locon-bypass".into(),
+                time_steps(bypass, plan, steps, device)?,
+            ));
         }
         train.push((
             variant.to_string(),
@@ -140,8 +143,8 @@ pub fn estimate(plan: &Plan, t: &Throughput, pretrained_cached: bool) -> f64 {
     let rate = |m: Method, bypass: bool| match m {
         Method::Scratch | Method::Full => t.rate("full"),
         Method::Head => t.rate("head"),
-        Method::Adapter { variant, .. } if bypass && variant == ConvVariant::Hf => {
-            t.rate("hf-bypass")
+        Method::Adapter { variant, .. } if bypass && variant == ConvVariant::LoCon => {
+            t.rate("locon-bypass")
         }
         Method::Adapter { variant, .. } => t.rate(&variant.to_string()),
     };
@@ -189,7 +192,7 @@ pub fn describe(plan: &Plan, t: &Throughput, pretrained_cached: bool) -> String 
         let _ = writeln!(
             out,
             "  {name:10} {rate:7.2} steps/s{}",
-            if ["hf", "tucker2", "cp", "hf-bypass"].contains(&name.as_str()) {
+            if name != "full" && name != "head" {
                 format!(" (rank {})", t.rank)
             } else {
                 String::new()

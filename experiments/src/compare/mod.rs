@@ -173,7 +173,7 @@ pub fn write_report(
         title: "compare: conv LoRA decompositions, Fashion-MNIST -> MNIST".into(),
         intro: plan.describe(config),
         reference: "full".into(),
-        variants: vec!["hf".into(), "tucker2".into(), "cp".into()],
+        variants: plan.variants.iter().map(|v| v.to_string()).collect(),
         break_even_share: (convs + head) as f64 / cnn.base_params().max(1) as f64,
         tasks: plan.tasks(),
         config: config.clone(),

@@ -70,6 +70,8 @@ pub struct Plan {
     pub sweep_fraction: f64,
     /// Also run each variant with the batch norms' gamma and beta trainable (`<variant>+bn`).
     pub train_norm: bool,
+    /// The adapter types compared.
+    pub variants: Vec<ConvVariant>,
 }
 
 /// Command-line overrides of a profile's plan.
@@ -91,6 +93,8 @@ pub struct Overrides {
     pub ranks: Option<Vec<usize>>,
     /// `--train-bn`.
     pub train_norm: bool,
+    /// `--variants`.
+    pub variants: Option<Vec<ConvVariant>>,
 }
 
 impl Plan {
@@ -124,6 +128,7 @@ impl Plan {
                 lr_grid_adapter: vec![3e-3, 1e-2],
                 sweep_fraction: 0.5,
                 train_norm: false,
+                variants: ConvVariant::DECOMPOSITIONS.to_vec(),
             }
         } else {
             Self {
@@ -157,6 +162,7 @@ impl Plan {
                 lr_grid_adapter: vec![1e-3, 3e-3, 1e-2],
                 sweep_fraction: 0.5,
                 train_norm: false,
+                variants: ConvVariant::DECOMPOSITIONS.to_vec(),
             }
         };
         if let Some(w) = &o.widths {
@@ -181,6 +187,9 @@ impl Plan {
             plan.ranks.clone_from(r);
         }
         plan.train_norm |= o.train_norm;
+        if let Some(v) = &o.variants {
+            plan.variants.clone_from(v);
+        }
         if plan.timing_rank.is_some_and(|r| !plan.ranks.contains(&r)) {
             plan.timing_rank = plan.ranks.first().copied();
         }
@@ -225,7 +234,7 @@ impl Plan {
             if train_norm && !self.train_norm {
                 continue;
             }
-            for variant in [ConvVariant::Hf, ConvVariant::Tucker2, ConvVariant::Cp] {
+            for &variant in &self.variants {
                 out.push(Method::Adapter {
                     variant,
                     train_norm,

@@ -1,37 +1,53 @@
-//! The conv adapter modules, one file each.
+//! The built-in adapter types, one file each. Each is a burn module implementing
+//! [`lora_core::Adapter`] and [`crate::ConvAdapter`]; [`crate::ConvVariant::BUILTIN`] registers
+//! them.
 
 mod cp;
-mod hf;
+mod locon;
+mod loha;
+mod lokr;
 mod tucker2;
 
 pub use cp::CpAdapter;
-pub use hf::HfAdapter;
+pub use locon::LoConAdapter;
+pub use loha::LoHaAdapter;
+pub use lokr::LoKrAdapter;
 pub use tucker2::Tucker2Adapter;
 
 use lora_core::{LoraError, Result};
 
-/// `(t, s/g, K)` of a conv kernel shape `[t, s/g, k_1..k_d]`, d in 1..=3.
-pub(crate) fn kernel_parts(path: &str, shape: &[usize]) -> Result<(usize, usize, usize)> {
+/// `(t, c, K)` of a weight shape `[t, c, k_1..k_d]` with `d` in `spatial` (`K = Π k_j`, 1 for
+/// a linear weight), refusing empty axes.
+pub(crate) fn weight_parts(
+    path: &str,
+    shape: &[usize],
+    spatial: core::ops::RangeInclusive<usize>,
+) -> Result<(usize, usize, usize)> {
+    let refuse = |reason: String| LoraError::UnsupportedGeometry {
+        path: path.to_string(),
+        reason,
+    };
     match shape {
-        [t, c, kernel @ ..] if (1..=3).contains(&kernel.len()) => {
+        [t, c, kernel @ ..] if spatial.contains(&kernel.len()) => {
+            if shape.contains(&0) {
+                return Err(refuse(format!("weight shape {shape:?} has an empty axis")));
+            }
             Ok((*t, *c, kernel.iter().product()))
         }
-        _ => Err(LoraError::UnsupportedGeometry {
-            path: path.to_string(),
-            reason: format!(
-                "a conv kernel is [out, in/groups, k..] with 1 to 3 spatial axes, got {shape:?}"
-            ),
-        }),
+        _ if *spatial.start() == 0 => Err(refuse(format!(
+            "expected a linear weight [out, in] or a conv kernel [out, in/groups, k..] with up \
+             to {} spatial axes, got {shape:?}",
+            spatial.end()
+        ))),
+        _ => Err(refuse(format!(
+            "a conv kernel is [out, in/groups, k..] with {} to {} spatial axes, got {shape:?}",
+            spatial.start(),
+            spatial.end()
+        ))),
     }
 }
 
-/// Refuse kernels with an empty axis.
-pub(crate) fn check_kernel(path: &str, shape: &[usize]) -> Result<()> {
-    if shape.contains(&0) {
-        return Err(LoraError::UnsupportedGeometry {
-            path: path.to_string(),
-            reason: format!("kernel shape {shape:?} has an empty axis"),
-        });
-    }
-    Ok(())
+/// The product of `dims`, saturating.
+pub(crate) fn product(dims: &[usize]) -> usize {
+    dims.iter().fold(1usize, |acc, &x| acc.saturating_mul(x))
 }

@@ -1,14 +1,15 @@
-//! Tucker-2 conv LoRA (LyCORIS `use_tucker`; the design document calls it "CP").
+//! Tucker-2 (LyCORIS `use_tucker`; the design document calls it "CP").
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Shape, Tensor};
 use lora_core::init::{input_factor, zero_factor};
 use lora_core::{Adapter, AdapterSpec, Result};
 
-use crate::adapters::{check_kernel, kernel_parts};
+use crate::adapter::{BranchOp, ConvAdapter, ConvArgs, Inflater, OpKind};
+use crate::adapters::{product, weight_parts};
 use crate::functional::conv::{conv_nd, pointwise};
-use crate::functional::{kernel_rank_limit, recompose};
-use crate::variant::ConvVariant;
+use crate::functional::recompose;
+use crate::geometry::ConvGeometry;
 
 /// `ΔK[t, s, k..] = Σ_p Σ_q up[t, p] · mid[p, q, k..] · down[q, s]`: a 1x1 down conv s/g -> r,
 /// a kxk mid conv r -> r with the base's stride, padding and dilation, and a 1x1 up conv
@@ -32,49 +33,104 @@ pub struct Tucker2Adapter {
     pub scale: f64,
     /// The adapted kernel's shape `[t, s/g, k..]`.
     #[module(skip)]
-    pub kernel_shape: Vec<usize>,
+    pub shape: Vec<usize>,
 }
 
-impl Tucker2Adapter {
-    /// Build for a kernel of shape `[t, s/g, k..]`.
-    ///
+impl ConvAdapter for Tucker2Adapter {
+    const NAME: &'static str = "tucker2";
+    const ALIASES: &'static [&'static str] = &["tucker"];
+    const COUNT: &'static str = "r·(c + t) + r²·K";
+
     /// `down` and `mid` are Kaiming-uniform with their own fan-ins (`s/g` and `r·K`), `up` is
     /// zero, as in LyCORIS.
-    ///
-    /// # Errors
-    /// Rank 0 or above `min(t, s/g)`, non-finite alpha, or a shape that is no conv kernel.
-    pub fn new(path: &str, shape: &[usize], spec: &AdapterSpec, device: &Device) -> Result<Self> {
-        let (t, c, k) = kernel_parts(path, shape)?;
-        let limit = kernel_rank_limit(ConvVariant::Tucker2, shape);
-        check_kernel(path, shape)?;
-        spec.check(path, shape, limit, "min(out, in/groups)")?;
+    fn new(path: &str, shape: &[usize], spec: &AdapterSpec, device: &Device) -> Result<Self> {
+        let (t, c, k) = weight_parts(path, shape, 1..=3)?;
+        spec.check(path, shape, Self::rank_limit(shape), "min(out, in/groups)")?;
         let r = spec.rank;
         Ok(Self {
             down: input_factor([r, c], c, spec, device),
             mid: input_factor([r, r * k], r * k, spec, device),
             up: zero_factor([t, r], device),
             scale: spec.scale(),
-            kernel_shape: shape.to_vec(),
+            shape: shape.to_vec(),
         })
     }
 
-    /// The adapter branch of the bypass form (see [`crate::LoraConv`]).
-    pub fn branch<const N: usize>(
-        &self,
-        x: Tensor<N>,
-        stride: &[usize],
-        padding: &[(usize, usize)],
-        dilation: &[usize],
-    ) -> Tensor<N> {
+    fn param_count(shape: &[usize], rank: usize) -> usize {
+        let [t, c, kernel @ ..] = shape else { return 0 };
+        rank.saturating_mul(c.saturating_add(*t))
+            .saturating_add(rank.saturating_mul(rank).saturating_mul(product(kernel)))
+    }
+
+    fn rank_limit(shape: &[usize]) -> usize {
+        match shape {
+            [t, c, ..] => (*t).min(*c),
+            _ => 0,
+        }
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn branch<const N: usize>(&self, x: Tensor<N>, conv: &ConvArgs) -> Option<Tensor<N>> {
         let [r, _] = self.down.lazy_shape().dims();
         let mut shape = vec![r, r];
-        shape.extend_from_slice(&self.kernel_shape[2..]);
+        shape.extend_from_slice(&self.shape[2..]);
         let mid = self.mid.val().reshape::<N, _>(Shape::from(shape));
         // Zero padding commutes with the bias-free 1x1 down conv, so the mid conv pads.
         let hidden = pointwise(x, self.down.val());
-        let hidden = conv_nd(hidden, mid, stride, padding, dilation, 1);
+        let hidden = conv_nd(hidden, mid, conv.stride, conv.padding, conv.dilation, 1);
         // Scaling the small up factor, not the branch output, saves a full-size pass.
-        pointwise(hidden, self.up.val().mul_scalar(self.scale))
+        Some(pointwise(hidden, self.up.val().mul_scalar(self.scale)))
+    }
+
+    /// The mid kernel is inflated; `down` and `up` are kept.
+    fn inflate(self, _path: &str, to3d: &Inflater) -> Result<Self> {
+        let [t, c, kh, kw] = self.shape[..] else {
+            return Ok(self);
+        };
+        let r = self.up.lazy_shape()[1];
+        Ok(Self {
+            mid: to3d.factor(self.mid, [r, r, kh, kw]),
+            shape: vec![t, c, to3d.depth(), kh, kw],
+            ..self
+        })
+    }
+
+    fn recompose_flops(shape: &[usize], rank: usize) -> f64 {
+        let [t, c, kernel @ ..] = shape else {
+            return 0.0;
+        };
+        let (t, c, k, r) = (*t as f64, *c as f64, product(kernel) as f64, rank as f64);
+        2.0 * r * r * k * c + 2.0 * t * r * c * k
+    }
+
+    fn branch_ops(g: &ConvGeometry, rank: usize, (n_in, n_out): (f64, f64)) -> Vec<BranchOp> {
+        let (s, t, k, r) = (
+            g.in_channels as f64,
+            g.out_channels as f64,
+            g.kernel_volume() as f64,
+            rank as f64,
+        );
+        let kind = if k > 1.0 {
+            OpKind::Spatial
+        } else {
+            OpKind::Pointwise
+        };
+        let op = |kind, cin, cout, taps, positions_in, positions_out| BranchOp {
+            kind,
+            cin,
+            cout,
+            taps,
+            positions_in,
+            positions_out,
+        };
+        vec![
+            op(OpKind::Pointwise, s, r, 1.0, n_in, n_in),
+            op(kind, r, r, k, n_in, n_out),
+            op(OpKind::Pointwise, r, t, 1.0, n_out, n_out),
+        ]
     }
 }
 
@@ -89,7 +145,7 @@ impl Adapter for Tucker2Adapter {
 
     fn delta_weight<const D: usize>(&self) -> Tensor<D> {
         recompose::tucker2(self.down.val(), self.mid.val(), self.up.val(), self.scale)
-            .reshape(Shape::from(self.kernel_shape.clone()))
+            .reshape(Shape::from(self.shape.clone()))
     }
 
     fn trainable_params(&self) -> usize {

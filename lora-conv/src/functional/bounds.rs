@@ -41,31 +41,12 @@ pub fn rank_limit(variant: ConvVariant, geometry: &ConvGeometry) -> usize {
     kernel_rank_limit(variant, &geometry.weight_shape())
 }
 
-/// The largest rank an adapter of `variant` accepts on a kernel of shape `[t, s/g, k..]`:
-/// `min(t, (s/g)·K)` for HF, `min(t, s/g)` for Tucker-2, and for CP the product of every mode
-/// but the largest (the generic bound on tensor rank). 0 for a shape with fewer than two axes.
-/// Saturates at `usize::MAX` instead of overflowing.
+/// The largest rank an adapter of `variant` accepts on a kernel of shape `[t, s/g, k..]` (the
+/// type's own [`crate::ConvAdapter::rank_limit`]): `min(t, (s/g)·K)` for LoCon, `min(t, s/g)`
+/// for Tucker-2, and for CP the product of every mode but the largest (the generic bound on
+/// tensor rank). 0 for a shape with fewer than two axes.
 pub fn kernel_rank_limit(variant: ConvVariant, shape: &[usize]) -> usize {
-    let [t, c, kernel @ ..] = shape else {
-        return 0;
-    };
-    let product = |dims: &[usize]| dims.iter().fold(1usize, |acc, &x| acc.saturating_mul(x));
-    let k = product(kernel);
-    match variant {
-        ConvVariant::Hf => (*t).min(c.saturating_mul(k)),
-        ConvVariant::Tucker2 => (*t).min(*c),
-        ConvVariant::Cp => {
-            // The product of every mode but (one copy of) the largest.
-            let largest = shape.iter().copied().enumerate().max_by_key(|&(_, x)| x);
-            let rest: Vec<usize> = shape
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| largest.is_none_or(|(j, _)| i != j))
-                .map(|(_, &x)| x)
-                .collect();
-            product(&rest)
-        }
-    }
+    variant.rank_limit(shape)
 }
 
 /// The largest rank at which `variant` has strictly fewer parameters than the full kernel.
@@ -168,7 +149,7 @@ mod tests {
     #[test]
     fn search_is_exact_against_brute_force() {
         for g in grid() {
-            for v in ConvVariant::ALL {
+            for v in ConvVariant::DECOMPOSITIONS {
                 let full = full_count(&g);
                 assert_eq!(
                     max_rank(v, &g),
@@ -177,7 +158,8 @@ mod tests {
                 );
             }
             let tucker_vs_hf = walk(usize::MAX, |r| {
-                if param_count(ConvVariant::Tucker2, &g, r) < param_count(ConvVariant::Hf, &g, r) {
+                if param_count(ConvVariant::Tucker2, &g, r) < param_count(ConvVariant::LoCon, &g, r)
+                {
                     0
                 } else {
                     usize::MAX
@@ -191,7 +173,7 @@ mod tests {
     fn closed_forms_agree_with_the_search_and_strict_bounds_never_exceed_it() {
         for g in grid() {
             let cf = closed_form(&g);
-            let hf = max_rank(ConvVariant::Hf, &g);
+            let hf = max_rank(ConvVariant::LoCon, &g);
             let tucker2 = max_rank(ConvVariant::Tucker2, &g);
             assert!(agrees(cf.hf, hf), "hf {g:?}: {} vs {hf}", cf.hf);
             assert!(
@@ -222,7 +204,7 @@ mod tests {
         let s = 1000;
         let g = ConvGeometry::new(s, s, vec![3, 3]);
         let truncated = |r: usize| ((r + 1) * 100 / s) as f64 / 100.0;
-        assert_eq!(truncated(max_rank(ConvVariant::Hf, &g)), 0.90);
+        assert_eq!(truncated(max_rank(ConvVariant::LoCon, &g)), 0.90);
         assert_eq!(truncated(max_rank(ConvVariant::Tucker2, &g)), 0.89);
         assert_eq!(truncated(max_rank_tucker2_below_hf(&g)), 0.88);
         let cf = closed_form(&g);

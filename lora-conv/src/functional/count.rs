@@ -2,7 +2,7 @@
 //!
 //! With `c = s/g` input channels per group and `K = Π k_j`:
 //! - full kernel: `t·c·K`
-//! - HF: `r·(c·K + t)`
+//! - LoCon: `r·(c·K + t)`
 //! - Tucker-2: `r·(c + t) + r²·K`
 //! - CP: `r·(c + t + Σ k_j)`
 
@@ -19,29 +19,13 @@ pub fn full_count(geometry: &ConvGeometry) -> usize {
         .saturating_mul(geometry.kernel_volume())
 }
 
-/// Trainable scalars of `variant` at `rank` on a layer of this geometry.
+/// Trainable scalars of `variant` at `rank` on a layer of this geometry (the type's own
+/// [`crate::ConvAdapter::param_count`] on the kernel shape).
 ///
 /// Saturates at `usize::MAX` instead of overflowing, so it stays non-decreasing in `rank` (what
 /// the rank searches of [`super::bounds`] rely on) for any input.
 pub fn param_count(variant: ConvVariant, geometry: &ConvGeometry, rank: usize) -> usize {
-    let (t, c, k) = (
-        geometry.out_channels,
-        geometry.in_per_group(),
-        geometry.kernel_volume(),
-    );
-    match variant {
-        ConvVariant::Hf => rank.saturating_mul(c.saturating_mul(k).saturating_add(t)),
-        ConvVariant::Tucker2 => rank
-            .saturating_mul(c.saturating_add(t))
-            .saturating_add(rank.saturating_mul(rank).saturating_mul(k)),
-        ConvVariant::Cp => {
-            let sum_k = geometry
-                .kernel
-                .iter()
-                .fold(0usize, |acc, &x| acc.saturating_add(x));
-            rank.saturating_mul(c.saturating_add(t).saturating_add(sum_k))
-        }
-    }
+    variant.param_count(&geometry.weight_shape(), rank)
 }
 
 #[cfg(test)]
@@ -56,7 +40,7 @@ mod tests {
             ..ConvGeometry::new(64, 128, vec![3, 3])
         };
         assert_eq!(full_count(&g), 128 * 32 * 9);
-        assert_eq!(param_count(ConvVariant::Hf, &g, 4), 4 * (32 * 9 + 128));
+        assert_eq!(param_count(ConvVariant::LoCon, &g, 4), 4 * (32 * 9 + 128));
         assert_eq!(param_count(ConvVariant::Tucker2, &g, 4), 4 * 160 + 16 * 9);
         assert_eq!(param_count(ConvVariant::Cp, &g, 4), 4 * (32 + 128 + 6));
     }

@@ -5,7 +5,7 @@
 //! `K = Π k_j`):
 //! - HF: `down [r, c·K]` (the kxk down conv, flattened), `up [t, r]`.
 //! - Tucker-2: `down [r, c]`, `mid [r, r·K]` (the kxk r->r conv, flattened), `up [t, r]`.
-//! - CP: `up [t, r]` (U), `down [c, r]` (V), one `[k_j, r]` factor per spatial axis.
+//! - CP: `up [t, r]` (U), `down [r, c]` (V), one `[k_j, r]` factor per spatial axis.
 //!
 //! Every function returns `scale·ΔK` flattened as `[t, c·K]`, in the order of the kernel
 //! `[t, c, k_1..k_d]` (row-major), ready to be reshaped to it.
@@ -44,13 +44,13 @@ pub fn tucker2(down: Tensor<2>, mid: Tensor<2>, up: Tensor<2>, scale: f64) -> Te
     out
 }
 
-/// CP (Lebedev et al. 2014): `ΔK[t, s, i_1..i_d] = Σ_r U[t, r] · V[s, r] · Π_j F_j[i_j, r]`.
+/// CP (Lebedev et al. 2014): `ΔK[t, s, i_1..i_d] = Σ_r U[t, r] · V[r, s] · Π_j F_j[i_j, r]`.
 ///
 /// # Shapes
-/// - `up` (U): `[t, r]`, `down` (V): `[c, r]`, `spatial[j]` (F_j): `[k_j, r]` -> `[t, c·K]`
+/// - `up` (U): `[t, r]`, `down` (V): `[r, c]`, `spatial[j]` (F_j): `[k_j, r]` -> `[t, c·K]`
 pub fn cp(up: Tensor<2>, down: Tensor<2>, spatial: &[Tensor<2>], scale: f64) -> Tensor<2> {
     let [t, r] = up.dims();
-    let [c, _] = down.dims();
+    let [_, c] = down.dims();
     let device = up.device();
     // S[r, i_1..i_d] = Π_j F_j[i_j, r], built as a Khatri-Rao product over the axes.
     let mut s = Tensor::<2>::ones([r, 1], &device);
@@ -60,8 +60,8 @@ pub fn cp(up: Tensor<2>, down: Tensor<2>, spatial: &[Tensor<2>], scale: f64) -> 
         s = (s.reshape([r, p, 1]) * f.clone().transpose().reshape([r, 1, k])).reshape([r, p * k]);
     }
     let kv = s.dims()[1];
-    // VS[r, s, k] = V[s, r] S[r, k]
-    let vs = down.transpose().reshape([r, c, 1]) * s.reshape([r, 1, kv]);
+    // VS[r, s, k] = V[r, s] S[r, k]
+    let vs = down.reshape([r, c, 1]) * s.reshape([r, 1, kv]);
     up.mul_scalar(scale)
         .matmul(vs.reshape([r, c * kv]))
         .reshape([t, c * kv])

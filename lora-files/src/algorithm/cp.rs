@@ -6,7 +6,7 @@ use lora_conv::functional::recompose;
 use super::{Algorithm, Delta, Factors, Site};
 use crate::error::Result;
 
-/// CP: `cp_up` `[out, r]`, `cp_down` `[in/groups, r]`, and `cp_spatial_{j}` `[k_j, r]` for
+/// CP: `cp_up` `[out, r]`, `cp_down` `[r, in/groups]`, and `cp_spatial_{j}` `[k_j, r]` for
 /// each spatial axis `j` in order.
 #[derive(Debug, Clone, Copy)]
 pub struct Cp;
@@ -42,10 +42,10 @@ impl Algorithm for Cp {
         let r = self.rank(site, factors)?;
         let up = site.factor(factors, UP)?;
         let down = site.factor(factors, DOWN)?;
-        if down.shape.len() != 2 || down.shape[1] != r {
-            return Err(site.shape_error(DOWN, format!("[in, {r}]"), &down.shape));
+        if down.shape.len() != 2 || down.shape[0] != r {
+            return Err(site.shape_error(DOWN, format!("[{r}, in]"), &down.shape));
         }
-        let mut shape = vec![up.shape[0], down.shape[0]];
+        let mut shape = vec![up.shape[0], down.shape[1]];
         let mut spatial = Vec::new();
         for j in 0..factors.len() - 2 {
             let name = spatial_name(j);
@@ -57,12 +57,7 @@ impl Algorithm for Cp {
             spatial.push(f.matrix(f.shape[0]));
         }
         Ok(Delta {
-            matrix: recompose::cp(
-                up.matrix(up.shape[0]),
-                down.matrix(down.shape[0]),
-                &spatial,
-                1.0,
-            ),
+            matrix: recompose::cp(up.matrix(up.shape[0]), down.matrix(r), &spatial, 1.0),
             shape: Some(shape),
         })
     }

@@ -16,12 +16,14 @@ mod cp;
 mod loha;
 mod lokr;
 mod lora;
+pub(crate) mod module;
 mod tucker;
 
 pub use cp::Cp;
 pub use loha::LoHa;
 pub use lokr::LoKr;
 pub use lora::LoCon;
+pub use module::Module;
 pub use tucker::Tucker2;
 
 /// One factor tensor: its shape as the file stores it (PyTorch layout) and its values.
@@ -46,16 +48,31 @@ pub struct Delta {
     pub shape: Option<Vec<usize>>,
 }
 
-/// Where an algorithm's errors point: the file and the key prefix of the layer.
+/// Where an algorithm's errors point: the file and the key prefix of the layer; and what the
+/// file says of the layer besides its factors.
 #[derive(Debug, Clone, Copy)]
 pub struct Site<'a> {
     /// The file.
     pub file: &'a str,
     /// The layer's key prefix in that file (e.g. `lycoris_block_0`).
     pub prefix: &'a str,
+    /// The adapted weight's shape (PyTorch layout), when the file records it (native files).
+    pub base_shape: Option<&'a [usize]>,
+    /// The rank the file declares, when it does (native files).
+    pub rank: Option<usize>,
 }
 
-impl Site<'_> {
+impl<'a> Site<'a> {
+    /// A layer at `prefix` in `file`, with nothing else known.
+    pub fn new(file: &'a str, prefix: &'a str) -> Self {
+        Self {
+            file,
+            prefix,
+            base_shape: None,
+            rank: None,
+        }
+    }
+
     /// A [`FileError::Shape`] for the factor `name` of this layer.
     pub fn shape_error(
         &self,
@@ -158,9 +175,14 @@ impl Registry {
         self.algorithms.iter().copied().find(|a| a.claims(names))
     }
 
-    /// The algorithm called `name`.
+    /// The algorithm called `name`: a registered one, or else any adapter type registered with
+    /// `lora_conv` (its module's factors are the file's, see [`Module`]).
     pub fn by_name(&self, name: &str) -> Option<&'static dyn Algorithm> {
-        self.algorithms.iter().copied().find(|a| a.name() == name)
+        self.algorithms
+            .iter()
+            .copied()
+            .find(|a| a.name() == name)
+            .or_else(|| Module::by_name(name))
     }
 }
 

@@ -101,10 +101,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<AdapterFile> {
                 why: format!("no registered algorithm has exactly the factors {names:?}"),
             });
         };
-        let site = Site {
-            file: &file,
-            prefix: &stem,
-        };
+        let site = Site::new(&file, &stem);
         let rank = algorithm.rank(site, &factors)?;
         let scale = algorithm.scale(alpha, rank, &factors);
         let layer = LayerAdapter {

@@ -363,10 +363,7 @@ pub fn read(dir: &Path) -> Result<AdapterFile> {
     let mut out = Vec::new();
     for (module, (factors, magnitude)) in layers {
         let key_prefix = format!("{PREFIX}{module}");
-        let site = crate::algorithm::Site {
-            file: &file,
-            prefix: &key_prefix,
-        };
+        let site = crate::algorithm::Site::new(&file, &key_prefix);
         for needed in ["lora_down.weight", "lora_up.weight"] {
             site.factor(&factors, needed)
                 .map_err(|_| FileError::MissingKey {
