@@ -29,7 +29,7 @@ const WEIGHT: Tol = Tol {
     rel: 1e-6,
     abs: 1e-7,
 };
-const VARIANTS: [ConvVariant; 5] = ConvVariant::BUILTIN;
+const VARIANTS: [ConvVariant; 6] = ConvVariant::BUILTIN;
 
 /// A Net2d with trained-looking (random, non-zero) adapters on every conv and on the head.
 fn adapted(mid: usize, variant: ConvVariant, device: &Device) -> (Net2d, Net2d) {
@@ -353,10 +353,14 @@ fn factor_list(adapter: &AnyAdapter) -> Vec<(String, Tensor<2>)> {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            // Factors are 2-D, DoRA's magnitude 1-D (kept as a [1, t] row here).
             let t = p.val();
-            let shape = t.shape();
-            assert_eq!(D, 2, "adapter factors are 2-D");
-            self.out.push((self.path.join("."), t.reshape(shape)));
+            let dims = t.dims();
+            assert!(D <= 2, "adapter factors are 1- or 2-D, got {dims:?}");
+            let rows = if D == 2 { dims[0] } else { 1 };
+            let cols = dims.iter().product::<usize>() / rows.max(1);
+            self.out
+                .push((self.path.join("."), t.reshape([rows, cols])));
         }
     }
     let mut v = V::default();

@@ -153,6 +153,7 @@ trait Erased: Send + Sync {
     fn rank(&self) -> usize;
     fn scale(&self) -> f64;
     fn trainable_params(&self) -> usize;
+    fn additive(&self) -> bool;
     fn delta2(&self) -> Tensor<2>;
     fn delta3(&self) -> Tensor<3>;
     fn delta4(&self) -> Tensor<4>;
@@ -160,6 +161,14 @@ trait Erased: Send + Sync {
     fn branch3(&self, x: Tensor<3>, conv: &ConvArgs) -> Option<Tensor<3>>;
     fn branch4(&self, x: Tensor<4>, conv: &ConvArgs) -> Option<Tensor<4>>;
     fn branch5(&self, x: Tensor<5>, conv: &ConvArgs) -> Option<Tensor<5>>;
+    fn channel_scale2(&self, v: &Tensor<2>) -> Option<Tensor<2>>;
+    fn channel_scale3(&self, v: &Tensor<3>) -> Option<Tensor<3>>;
+    fn channel_scale4(&self, v: &Tensor<4>) -> Option<Tensor<4>>;
+    fn channel_scale5(&self, v: &Tensor<5>) -> Option<Tensor<5>>;
+    fn with_base2(self: Box<Self>, base: &Tensor<2>) -> Box<dyn Erased>;
+    fn with_base3(self: Box<Self>, base: &Tensor<3>) -> Box<dyn Erased>;
+    fn with_base4(self: Box<Self>, base: &Tensor<4>) -> Box<dyn Erased>;
+    fn with_base5(self: Box<Self>, base: &Tensor<5>) -> Box<dyn Erased>;
     fn inflate_dyn(self: Box<Self>, path: &str, to3d: &Inflater) -> Result<Box<dyn Erased>>;
     fn visit_dyn(&self, visitor: &mut dyn DynVisitor);
     fn map_dyn(self: Box<Self>, mapper: &mut dyn DynMapper) -> Box<dyn Erased>;
@@ -191,6 +200,9 @@ impl<A: ConvAdapter> Erased for A {
     fn trainable_params(&self) -> usize {
         Adapter::trainable_params(self)
     }
+    fn additive(&self) -> bool {
+        Adapter::additive(self)
+    }
     fn delta2(&self) -> Tensor<2> {
         self.delta_weight::<2>()
     }
@@ -211,6 +223,30 @@ impl<A: ConvAdapter> Erased for A {
     }
     fn branch5(&self, x: Tensor<5>, conv: &ConvArgs) -> Option<Tensor<5>> {
         self.branch::<5>(x, conv)
+    }
+    fn channel_scale2(&self, v: &Tensor<2>) -> Option<Tensor<2>> {
+        self.channel_scale(v)
+    }
+    fn channel_scale3(&self, v: &Tensor<3>) -> Option<Tensor<3>> {
+        self.channel_scale(v)
+    }
+    fn channel_scale4(&self, v: &Tensor<4>) -> Option<Tensor<4>> {
+        self.channel_scale(v)
+    }
+    fn channel_scale5(&self, v: &Tensor<5>) -> Option<Tensor<5>> {
+        self.channel_scale(v)
+    }
+    fn with_base2(self: Box<Self>, base: &Tensor<2>) -> Box<dyn Erased> {
+        Box::new(Adapter::with_base(*self, base))
+    }
+    fn with_base3(self: Box<Self>, base: &Tensor<3>) -> Box<dyn Erased> {
+        Box::new(Adapter::with_base(*self, base))
+    }
+    fn with_base4(self: Box<Self>, base: &Tensor<4>) -> Box<dyn Erased> {
+        Box::new(Adapter::with_base(*self, base))
+    }
+    fn with_base5(self: Box<Self>, base: &Tensor<5>) -> Box<dyn Erased> {
+        Box::new(Adapter::with_base(*self, base))
     }
     fn inflate_dyn(self: Box<Self>, path: &str, to3d: &Inflater) -> Result<Box<dyn Erased>> {
         Ok(Box::new(ConvAdapter::inflate(*self, path, to3d)?))
@@ -335,7 +371,7 @@ impl ModuleDisplayDefault for AnyAdapter {
     fn content(&self, content: Content) -> Option<Content> {
         let mut content = content
             .set_top_level_type("AnyAdapter")
-            .add_formatted(&self.inner.variant().name())
+            .add_debug_attribute("type", &self.inner.variant())
             .add_debug_attribute("rank", &self.inner.rank())
             .add_debug_attribute("scale", &self.inner.scale())
             .add_debug_attribute("shape", &self.inner.shape());
@@ -389,6 +425,53 @@ impl Adapter for AnyAdapter {
 
     fn trainable_params(&self) -> usize {
         self.inner.trainable_params()
+    }
+
+    fn additive(&self) -> bool {
+        self.inner.additive()
+    }
+
+    fn channel_scale<const D: usize>(&self, adapted: &Tensor<D>) -> Option<Tensor<D>> {
+        /// `Tensor<A>` as `Tensor<B>` when `A == B`.
+        fn same<const A: usize, const B: usize>(t: Tensor<A>) -> Tensor<B> {
+            let shape = t.shape();
+            t.reshape(shape)
+        }
+        if self.transposed {
+            // The adapter sees the PyTorch layout [out, in]; its [out, 1] comes back as [1, out].
+            let v: Tensor<2> = same(adapted.clone()).transpose();
+            return self
+                .inner
+                .channel_scale2(&v)
+                .map(|s| same::<2, D>(s.transpose()));
+        }
+        match D {
+            2 => self.inner.channel_scale2(&same(adapted.clone())).map(same),
+            3 => self.inner.channel_scale3(&same(adapted.clone())).map(same),
+            4 => self.inner.channel_scale4(&same(adapted.clone())).map(same),
+            5 => self.inner.channel_scale5(&same(adapted.clone())).map(same),
+            _ => None,
+        }
+    }
+
+    fn with_base<const D: usize>(self, base: &Tensor<D>) -> Self {
+        fn same<const A: usize, const B: usize>(t: Tensor<A>) -> Tensor<B> {
+            let shape = t.shape();
+            t.reshape(shape)
+        }
+        let inner = if self.transposed {
+            let w: Tensor<2> = same::<D, 2>(base.clone()).transpose();
+            self.inner.with_base2(&w)
+        } else {
+            match D {
+                2 => self.inner.with_base2(&same(base.clone())),
+                3 => self.inner.with_base3(&same(base.clone())),
+                4 => self.inner.with_base4(&same(base.clone())),
+                5 => self.inner.with_base5(&same(base.clone())),
+                _ => self.inner,
+            }
+        };
+        Self { inner, ..self }
     }
 }
 

@@ -1,9 +1,9 @@
 //! `LoraConv`: a frozen Conv1d/2d/3d with a conv LoRA beside it, run in weight-space or bypass
 //! form, or the cheaper of the two per call.
 
-use burn::module::Module;
+use burn::module::{Content, DisplaySettings, Module, ModuleDisplay};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Shape, Tensor};
 use lora_core::{Adapter, AdapterSpec, LoraError, Result};
 
 use crate::adapter::ConvArgs;
@@ -36,6 +36,7 @@ use crate::variant::ConvVariant;
 /// - input: `[B, s, ..d]`
 /// - output: `[B, t, ..d']`, as the base conv
 #[derive(Module, Debug)]
+#[module(custom_display)]
 pub struct LoraConv<C: ConvLayer> {
     /// The frozen base layer.
     base: C,
@@ -95,6 +96,12 @@ impl<C: ConvLayer> LoraConv<C> {
         let geometry = base.geometry();
         check_mode(name, mode, geometry.groups, dropout)?;
         let adapter = variant.build(name, &geometry.weight_shape(), spec, device)?;
+        // State that depends on the pretrained kernel (DoRA's magnitude).
+        let adapter = match geometry.dims() {
+            1 => adapter.with_base(&base.kernel::<3>()),
+            2 => adapter.with_base(&base.kernel::<4>()),
+            _ => adapter.with_base(&base.kernel::<5>()),
+        };
         Ok(Self {
             base: base.no_grad(),
             adapter,
@@ -187,9 +194,7 @@ impl<C: ConvLayer> LoraConv<C> {
     pub fn forward<const N: usize>(&self, x: Tensor<N>) -> Tensor<N> {
         let training = x.is_autodiff();
         match self.form(&x.dims(), training, training && x.is_tracked()) {
-            ForwardMode::WeightSpace => self
-                .base
-                .forward_with_delta(x, self.adapter.delta_weight::<N>()),
+            ForwardMode::WeightSpace => self.base.forward_with_delta(x, self.effective_delta()),
             _ => self.bypass(x),
         }
     }
@@ -217,12 +222,59 @@ impl<C: ConvLayer> LoraConv<C> {
                 1,
             ),
         };
-        self.base.forward_nd(x) + branch
+        if self.adapter.additive() {
+            return self.base.forward_nd(x) + branch;
+        }
+        // Weight-decomposed (DoRA): W' = s ⊙ V per output channel, so
+        // y = s ⊙ (conv(x, W) + branch) + bias, with s from V = W + scale·ΔW.
+        let v = self.base.kernel::<N>() + self.adapter.delta_weight::<N>();
+        let Some(s) = self.adapter.channel_scale(&v) else {
+            return self.base.forward_nd(x) + branch;
+        };
+        let t = geometry.out_channels;
+        let mut shape = vec![1usize; N];
+        shape[1] = t;
+        let s = s.reshape(Shape::from(shape.clone()));
+        match self.base.bias_values() {
+            Some(bias) => {
+                let bias = bias.reshape(Shape::from(shape));
+                (self.base.forward_nd(x) - bias.clone() + branch) * s + bias
+            }
+            None => (self.base.forward_nd(x) + branch) * s,
+        }
+    }
+
+    /// What the weight-space form adds to the kernel: `scale·ΔW`, or `s ⊙ V − W` for a
+    /// weight-decomposed type.
+    fn effective_delta<const N: usize>(&self) -> Tensor<N> {
+        let delta = self.adapter.delta_weight::<N>();
+        if self.adapter.additive() {
+            return delta;
+        }
+        let w = self.base.kernel::<N>();
+        let v = w.clone() + delta;
+        match self.adapter.channel_scale(&v) {
+            Some(s) => v * s - w,
+            None => v - w,
+        }
     }
 
     /// Fold the update into the kernel and return the plain conv, with the same output.
     pub fn merge(self) -> C {
-        self.base.add_delta(&self.adapter)
+        match self.base.geometry().dims() {
+            1 => {
+                let delta = self.effective_delta::<3>().detach();
+                self.base.add_delta(delta)
+            }
+            2 => {
+                let delta = self.effective_delta::<4>().detach();
+                self.base.add_delta(delta)
+            }
+            _ => {
+                let delta = self.effective_delta::<5>().detach();
+                self.base.add_delta(delta)
+            }
+        }
     }
 
     /// Trainable scalars in the adapter.
@@ -255,4 +307,23 @@ fn check_mode(name: &str, mode: ForwardMode, groups: usize, dropout: f64) -> Res
         ));
     }
     Ok(())
+}
+
+impl<C: ConvLayer> ModuleDisplay for LoraConv<C> {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        content
+            .add_debug_attribute("type", &self.adapter.variant())
+            .add("rank", &self.adapter.rank())
+            .add("scale", &self.adapter.scale())
+            .add_debug_attribute("mode", &self.mode)
+            .add("dropout", &self.dropout.prob)
+            .add_debug_attribute("kernel", &self.base.geometry().weight_shape())
+            .optional()
+    }
 }

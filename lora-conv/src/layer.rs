@@ -1,10 +1,9 @@
 //! burn's Conv1d/2d/3d seen through one trait, so that the bypass module is written once.
 
-use burn::module::{Module, ModuleDisplay};
+use burn::module::{Module, ModuleDisplay, Param};
 use burn::nn::conv::{Conv1d, Conv2d, Conv3d};
 use burn::nn::{PaddingConfig1d, PaddingConfig2d, PaddingConfig3d};
 use burn::tensor::Tensor;
-use lora_core::Adapter;
 
 use crate::geometry::{ConvGeometry, Padding};
 
@@ -22,8 +21,20 @@ pub trait ConvLayer: Module + ModuleDisplay {
     /// If `N != DIMS + 2`.
     fn forward_nd<const N: usize>(&self, x: Tensor<N>) -> Tensor<N>;
 
-    /// The layer with `adapter.delta_weight()` added to its kernel (detached).
-    fn add_delta<A: Adapter>(self, adapter: &A) -> Self;
+    /// The layer with `delta` (the kernel's shape, rank `N`) added to its kernel (detached).
+    ///
+    /// # Panics
+    /// If `N != DIMS + 2`.
+    fn add_delta<const N: usize>(self, delta: Tensor<N>) -> Self;
+
+    /// The kernel `[t, s/g, k..]`, as a rank-`N` tensor.
+    ///
+    /// # Panics
+    /// If `N != DIMS + 2`.
+    fn kernel<const N: usize>(&self) -> Tensor<N>;
+
+    /// The bias `[t]`, if the layer has one.
+    fn bias_values(&self) -> Option<Tensor<1>>;
 
     /// The forward pass with `delta` added to the kernel, differentiable in `delta` (the
     /// weight-space form of an adapted conv). `delta` has the kernel's shape and rank `N`.
@@ -71,12 +82,20 @@ impl ConvLayer for Conv1d {
         layer.forward_nd(x)
     }
 
-    fn add_delta<A: Adapter>(self, adapter: &A) -> Self {
-        let delta = adapter.delta_weight::<3>();
+    fn add_delta<const N: usize>(self, delta: Tensor<N>) -> Self {
+        let delta = same_rank::<N, 3>(delta);
         Self {
             weight: self.weight.map(|w| (w + delta).detach()),
             ..self
         }
+    }
+
+    fn kernel<const N: usize>(&self) -> Tensor<N> {
+        same_rank(self.weight.val())
+    }
+
+    fn bias_values(&self) -> Option<Tensor<1>> {
+        self.bias.as_ref().map(Param::val)
     }
 }
 
@@ -115,12 +134,20 @@ impl ConvLayer for Conv2d {
         layer.forward_nd(x)
     }
 
-    fn add_delta<A: Adapter>(self, adapter: &A) -> Self {
-        let delta = adapter.delta_weight::<4>();
+    fn add_delta<const N: usize>(self, delta: Tensor<N>) -> Self {
+        let delta = same_rank::<N, 4>(delta);
         Self {
             weight: self.weight.map(|w| (w + delta).detach()),
             ..self
         }
+    }
+
+    fn kernel<const N: usize>(&self) -> Tensor<N> {
+        same_rank(self.weight.val())
+    }
+
+    fn bias_values(&self) -> Option<Tensor<1>> {
+        self.bias.as_ref().map(Param::val)
     }
 }
 
@@ -159,11 +186,19 @@ impl ConvLayer for Conv3d {
         layer.forward_nd(x)
     }
 
-    fn add_delta<A: Adapter>(self, adapter: &A) -> Self {
-        let delta = adapter.delta_weight::<5>();
+    fn add_delta<const N: usize>(self, delta: Tensor<N>) -> Self {
+        let delta = same_rank::<N, 5>(delta);
         Self {
             weight: self.weight.map(|w| (w + delta).detach()),
             ..self
         }
+    }
+
+    fn kernel<const N: usize>(&self) -> Tensor<N> {
+        same_rank(self.weight.val())
+    }
+
+    fn bias_values(&self) -> Option<Tensor<1>> {
+        self.bias.as_ref().map(Param::val)
     }
 }

@@ -48,6 +48,7 @@ pub mod adapter;
 pub mod adapters;
 pub mod any;
 pub mod bypass;
+pub mod config;
 pub mod cost;
 pub mod forward;
 pub mod functional;
@@ -57,9 +58,12 @@ pub mod layer;
 pub mod variant;
 
 pub use adapter::{BranchOp, ConvAdapter, ConvArgs, Inflater, OpKind};
-pub use adapters::{CpAdapter, LoConAdapter, LoHaAdapter, LoKrAdapter, Tucker2Adapter};
+pub use adapters::{
+    CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoKrAdapter, Tucker2Adapter,
+};
 pub use any::{AnyAdapter, ConvFactory, conv_config};
 pub use bypass::LoraConv;
+pub use config::LoraConvConfig;
 pub use cost::{ConvRates, CostModel, Workload};
 pub use forward::ForwardMode;
 pub use geometry::{ConvGeometry, Padding};

@@ -11,7 +11,9 @@ use lora_core::{AdapterSpec, LoraError, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::adapter::{BranchOp, ConvAdapter};
-use crate::adapters::{CpAdapter, LoConAdapter, LoHaAdapter, LoKrAdapter, Tucker2Adapter};
+use crate::adapters::{
+    CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoKrAdapter, Tucker2Adapter,
+};
 use crate::any::AnyAdapter;
 use crate::geometry::ConvGeometry;
 
@@ -49,13 +51,17 @@ impl ConvVariant {
     /// LoKr (LyCORIS): a Kronecker product of a small matrix and a low-rank one.
     pub const LoKr: ConvVariant = ConvVariant::of::<LoKrAdapter>();
 
+    /// DoRA (Liu et al. 2024): LoCon/LoRA with a per-channel magnitude, `m ⊙ V / ‖V‖`.
+    pub const Dora: ConvVariant = ConvVariant::of::<DoraAdapter>();
+
     /// The built-in types, in a stable order.
-    pub const BUILTIN: [ConvVariant; 5] = [
+    pub const BUILTIN: [ConvVariant; 6] = [
         ConvVariant::LoCon,
         ConvVariant::Tucker2,
         ConvVariant::Cp,
         ConvVariant::LoHa,
         ConvVariant::LoKr,
+        ConvVariant::Dora,
     ];
 
     /// The low-rank decompositions of one kernel that the experiments compare by default

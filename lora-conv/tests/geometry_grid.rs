@@ -171,6 +171,13 @@ fn check<C: ConvLayer + WeightAdapter, const N: usize>(
     let w: Tensor<N> = conv.base_weight();
     let delta: Tensor<N> = adapter.delta_weight::<N>();
     let magnitude = max_abs(w.clone()).max(max_abs(w.clone() + delta.clone()));
+    // The effective kernel: W + scale·ΔW, or s ⊙ (W + scale·ΔW) for a weight-decomposed type
+    // (DoRA; its own s is checked against PEFT's by the lora-files fixture tests).
+    let v = w.clone() + delta.clone();
+    let effective = match adapter.channel_scale(&v) {
+        Some(s) if !adapter.additive() => v * s,
+        _ => v,
+    };
 
     // Merge writes W + scale·ΔW into the base and sets the flag; the output does not change.
     let merged = merge(&ws).unwrap();
@@ -234,7 +241,7 @@ fn check<C: ConvLayer + WeightAdapter, const N: usize>(
     let dims = x.dims();
     let branch_ref = conv_nd(
         x.clone(),
-        delta.clone(),
+        effective.clone() - w.clone(),
         &geometry.stride,
         &geometry.padding_for(&dims[2..]),
         &geometry.dilation,
@@ -256,7 +263,7 @@ fn check<C: ConvLayer + WeightAdapter, const N: usize>(
     let folded = bypass.clone().merge();
     assert_close(
         folded.base_weight(),
-        w + delta,
+        effective,
         WEIGHT,
         &format!("{what}: bypass merge kernel"),
     );

@@ -30,7 +30,7 @@ fn every_spelling_parses_to_its_variant() {
     }
     assert_eq!(
         ConvVariant::BUILTIN.map(ConvVariant::name),
-        ["locon", "tucker2", "cp", "loha", "lokr"]
+        ["locon", "tucker2", "cp", "loha", "lokr", "dora"]
     );
 }
 

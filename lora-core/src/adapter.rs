@@ -6,7 +6,9 @@
 //! weight `W + scale·ΔW`, merge, unmerge, records, autodiff, `materialize()`) is written once,
 //! in [`LoraParam`] and [`crate::merge()`], on top of that one method.
 
-use burn::module::{Module, ModuleDisplay, Param, ParamId, Reparameterization};
+use burn::module::{
+    Content, DisplaySettings, Module, ModuleDisplay, Param, ParamId, Reparameterization,
+};
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +21,9 @@ use crate::{LoraError, Result};
 ///
 /// Merge, unmerge, strip, records and training are written once over this trait, so an
 /// adapter type only implements it; an [`AdapterFactory`](crate::AdapterFactory) builds it for
-/// each targeted weight. Downstream crates add types this way (the conv crate gathers its own
-/// in one enum).
+/// each targeted weight. The conv crate carries every type through one carrier
+/// (`lora_conv::AnyAdapter`, which boxes any `lora_conv::ConvAdapter`), so a downstream type
+/// implements this trait and that one.
 pub trait Adapter: Module + ModuleDisplay + Sync + 'static {
     /// The rank `r` of the update.
     fn rank(&self) -> usize;
@@ -40,6 +43,37 @@ pub trait Adapter: Module + ModuleDisplay + Sync + 'static {
 
     /// Number of trainable scalars in the factors.
     fn trainable_params(&self) -> usize;
+
+    /// Whether `W' = W + scale·ΔW` (the default). Weight-decomposed types return `false` and
+    /// implement [`Adapter::channel_scale`].
+    fn additive(&self) -> bool {
+        true
+    }
+
+    /// For weight-decomposed types (DoRA): the per-output-channel factor `s` of
+    /// `W' = s ⊙ V`, `V = W + scale·ΔW`, computed from `V` and broadcastable against it in its
+    /// layout (`[t, 1, 1..]` for a kernel, `[1, d_out]` for a burn `Linear` weight). `None`, the
+    /// default, for additive types: `W' = V`.
+    ///
+    /// Merge folds `scale·ΔW` into the base, so a merged weight-decomposed layer computes
+    /// `s(V) ⊙ V` from its base (one norm and one product per forward, no `ΔW`), and unmerge
+    /// subtracts `scale·ΔW` exactly as for additive types.
+    fn channel_scale<const D: usize>(&self, adapted: &Tensor<D>) -> Option<Tensor<D>> {
+        let _ = adapted;
+        None
+    }
+
+    /// The adapter once it knows the pretrained weight it is attached to (`attach` calls it).
+    /// DoRA sets its magnitude to `‖W‖` per output channel here, so that attaching leaves the
+    /// model unchanged; other types keep the default, which changes nothing.
+    #[must_use]
+    fn with_base<const D: usize>(self, base: &Tensor<D>) -> Self
+    where
+        Self: Sized,
+    {
+        let _ = base;
+        self
+    }
 }
 
 /// How `alpha` and `rank` combine into [`Adapter::scale`].
@@ -128,7 +162,8 @@ impl AdapterSpec {
 }
 
 /// The reparameterization attached to every adapted weight: `W_eff = W + scale·ΔW` while
-/// unmerged, `W_eff = W` once merged.
+/// unmerged, `W_eff = W` once merged (for weight-decomposed types, `s(V) ⊙ V` of those; see
+/// [`Adapter::channel_scale`]).
 ///
 /// While unmerged the base holds the pretrained `W` and the update is added on the fly; once
 /// [`crate::merge()`] has folded the update into the base, `merged` is 1 and the base is used as
@@ -141,6 +176,7 @@ impl AdapterSpec {
 /// along, and the update is computed with it (the adapter's `ΔW` is rescaled by the ratio), so
 /// outputs, merge and unmerge all use the scale the factors belong to.
 #[derive(Module, Debug)]
+#[module(custom_display)]
 pub struct LoraParam<A: Adapter> {
     /// The adapter (its factors are the trainable parameters).
     pub adapter: A,
@@ -181,7 +217,7 @@ impl<A: Adapter> LoraParam<A> {
 
     /// Whether the update is folded into the base.
     pub fn is_merged(&self) -> bool {
-        flag_is_set(&self.merged)
+        flag_value(&self.merged) == merge_state::MERGED
     }
 
     /// The scale in force: the recorded one (see the type's docs).
@@ -192,6 +228,42 @@ impl<A: Adapter> LoraParam<A> {
             .iter::<i64>()
             .next()
             .map_or(self.adapter.scale(), scale_from_bits)
+    }
+}
+
+/// The values of [`LoraParam::merged`]. Only [`UNMERGED`](merge_state::UNMERGED) and
+/// [`MERGED`](merge_state::MERGED) are ever saved; the other two exist inside merge, unmerge
+/// and strip, so that `materialize()` computes what they need.
+pub mod merge_state {
+    /// The base holds `W`; the effective weight is computed from it and the update.
+    pub const UNMERGED: i64 = 0;
+    /// The base holds `V = W + scale·ΔW`.
+    pub const MERGED: i64 = 1;
+    /// Transient: the effective weight is `base + scale·ΔW`, whatever the type.
+    pub const ADD_UPDATE: i64 = 2;
+    /// Transient: the effective weight is the base itself.
+    pub const BASE: i64 = 3;
+}
+
+/// The value of a `[1]` integer flag parameter (such as [`LoraParam::merged`]).
+pub(crate) fn flag_value<const D: usize>(flag: &Param<Tensor<D, Int>>) -> i64 {
+    flag.val().into_data().iter::<i64>().next().unwrap_or(0)
+}
+
+impl<A: Adapter> ModuleDisplay for LoraParam<A> {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        content
+            .add("adapter", &self.adapter)
+            .add("rank", &self.adapter.rank())
+            .add("scale", &self.scale())
+            .add("merged", &self.is_merged())
+            .optional()
     }
 }
 
@@ -207,23 +279,38 @@ pub(crate) fn flag_is_set<const D: usize>(flag: &Param<Tensor<D, Int>>) -> bool 
 impl<A: Adapter> Reparameterization for LoraParam<A> {
     const NAME: &'static str = "lora";
 
-    /// `W + scale·ΔW` while unmerged; the base itself once merged.
+    /// `W + scale·ΔW` while unmerged; the base itself once merged (weight-decomposed types
+    /// rescale either per output channel, see [`Adapter::channel_scale`]).
     ///
     /// A merged weight computes no update at all: its forward costs what the base costs, and
     /// its factors get no gradient (so an optimizer step, weight decay included, leaves them
     /// as they were and a later unmerge subtracts exactly the update that was merged). Reading
     /// the flag and the scale are two one-element host reads per forward.
     fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
-        if self.is_merged() {
-            return base;
+        let state = flag_value(&self.merged);
+        let additive = self.adapter.additive();
+        let decompose = |v: Tensor<D>| match self.adapter.channel_scale(&v) {
+            Some(s) if !additive => v * s,
+            _ => v,
+        };
+        match state {
+            merge_state::MERGED => return decompose(base),
+            merge_state::BASE => return base,
+            _ => {}
         }
         let built = self.adapter.scale();
         let recorded = self.scale();
         let delta = self.adapter.delta_weight::<D>();
         // The same f32 scale (the usual case): the adapter's own f64 scale, no extra pass.
-        if scale_bits(built) == scale_bits(recorded) || built == 0.0 {
-            return base + delta;
+        let adapted = if scale_bits(built) == scale_bits(recorded) || built == 0.0 {
+            base + delta
+        } else {
+            base + delta.mul_scalar(recorded / built)
+        };
+        if state == merge_state::ADD_UPDATE {
+            adapted
+        } else {
+            decompose(adapted)
         }
-        base + delta.mul_scalar(recorded / built)
     }
 }

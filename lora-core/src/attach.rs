@@ -31,6 +31,13 @@ pub trait AdapterFactory {
         spec: &AdapterSpec,
         device: &Device,
     ) -> Result<Self::Adapter>;
+
+    /// Whether the adapters it builds are fresh, so that `attach` lets each one read its
+    /// pretrained weight ([`Adapter::with_base`], DoRA's magnitude `‖W‖`). A factory that hands
+    /// out trained adapters (read from a file) returns `false`, and their state is kept.
+    fn fresh(&self) -> bool {
+        true
+    }
 }
 
 /// The factory for linear LoRA alone: every targeted weight must be a `[d_in, d_out]` matrix.
@@ -221,9 +228,11 @@ where
         }
         adapters.insert(p.path.clone(), (adapter, p.device.clone()));
     }
-    Ok(model
-        .clone()
-        .apply_reparameterization(Injector { adapters, config }))
+    Ok(model.clone().apply_reparameterization(Injector {
+        adapters,
+        config,
+        fresh: factory.fresh(),
+    }))
 }
 
 /// The shape of `adapter.delta_weight()` at tensor rank `rank` (1 to 6; `None` beyond).
@@ -251,6 +260,7 @@ fn known_paths(params: &[ParamInfo]) -> String {
 struct Injector<A: Adapter> {
     adapters: HashMap<String, (A, Device)>,
     config: CompiledConfig,
+    fresh: bool,
 }
 
 impl<A: Adapter> Reparameterizer for Injector<A> {
@@ -262,10 +272,18 @@ impl<A: Adapter> Reparameterizer for Injector<A> {
         param: Param<Tensor<D>>,
     ) -> (Param<Tensor<D>>, Option<Self::Reparam>) {
         match self.adapters.remove(path) {
-            Some((adapter, device)) => (
-                param.set_require_grad(false),
-                Some(LoraParam::new(adapter, &device)),
-            ),
+            Some((adapter, device)) => {
+                // State that depends on the pretrained weight (DoRA's magnitude).
+                let adapter = if self.fresh {
+                    adapter.with_base(&param.val())
+                } else {
+                    adapter
+                };
+                (
+                    param.set_require_grad(false),
+                    Some(LoraParam::new(adapter, &device)),
+                )
+            }
             None => {
                 let trainable = self.config.is_trainable(path);
                 (param.set_require_grad(trainable), None)

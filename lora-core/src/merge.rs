@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{FloatDType, Int, Tensor};
 
-use crate::adapter::flag_is_set;
+use crate::adapter::{flag_is_set, merge_state};
 use crate::{LoraError, Result};
 
 /// An adapted weight of a model.
@@ -161,11 +161,15 @@ pub fn merge<M: Module>(model: &M) -> Result<M> {
     // Effective weights W + scale·ΔW in f32, keyed by the base's id (materialize keeps ids),
     // rounded back to each base's dtype.
     let (wide, dtypes) = widen(model.clone(), &adapted);
+    let wide = wide.map(&mut Rewrite {
+        flag: merge_state::ADD_UPDATE,
+        ..Rewrite::new(&adapted)
+    });
     let effective = narrow(collect(wide.materialize(), &adapted), &dtypes);
     refuse_non_finite(&effective, &adapted)?;
     Ok(model.clone().map(&mut Rewrite {
         bases: effective,
-        flag: 1,
+        flag: merge_state::MERGED,
         ..Rewrite::new(&adapted)
     }))
 }
@@ -195,7 +199,7 @@ pub fn unmerge<M: Module>(model: &M) -> Result<M> {
     // In f32 (see the module docs), rounded back to each base's dtype at the end.
     let (wide, dtypes) = widen(model.clone(), &adapted);
     let opened = wide.clone().map(&mut Rewrite {
-        flag: 0,
+        flag: merge_state::ADD_UPDATE,
         ..Rewrite::new(&adapted)
     });
     let doubled = collect(opened.materialize(), &adapted);
@@ -210,7 +214,7 @@ pub fn unmerge<M: Module>(model: &M) -> Result<M> {
     refuse_non_finite(&bases, &adapted)?;
     Ok(model.clone().map(&mut Rewrite {
         bases,
-        flag: 0,
+        flag: merge_state::UNMERGED,
         ..Rewrite::new(&adapted)
     }))
 }
@@ -236,7 +240,7 @@ pub fn strip<M: Module>(model: &M) -> Result<M> {
     };
     // Gate every update off, then fold: the effective value is the base.
     let gated = base.map(&mut Rewrite {
-        flag: 1,
+        flag: merge_state::BASE,
         ..Rewrite::new(&adapted)
     });
     Ok(gated.materialize())

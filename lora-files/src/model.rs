@@ -2,13 +2,15 @@
 //!
 //! PyTorch module paths (`block.0`) map to burn module paths by [`PathMap`]: regex rewrites
 //! applied in order, as burn-store's `KeyRemapper` does for whole checkpoints; the default is
-//! the identity, so `block.0.weight` adapts burn's `block.0.weight`. Linear factors are
-//! transposed into burn's `[d_in, d_out]` layout and back.
+//! the identity, so `block.0.weight` adapts burn's `block.0.weight`. Adapters of `Linear`
+//! weights are built on the PyTorch layout `[out, in]` and their update is transposed into
+//! burn's `[d_in, d_out]` by the carrier.
 //!
 //! The adapters land on the model through [`lora_core::attach()`], as `lora_conv::AnyAdapter`s
 //! carrying the file's own scale, so merge, unmerge, training and records work on them as on
-//! any other. LoRA/LoCon, Tucker-2, CP, LoHa and LoKr have trainable module types; DoRA, LoHa
-//! with Tucker cores and LoKr with a Tucker core do not yet, and a file holding them is refused
+//! any other. LoRA/LoCon, Tucker-2, CP, LoHa, LoKr, DoRA (per output channel) and any type
+//! registered with `lora_conv` have trainable module types; LoHa with Tucker cores, LoKr with a
+//! Tucker core and LyCORIS's per-input-channel DoRA do not, and a file holding them is refused
 //! by layer (merge them into the base with [`crate::merge::merge`] instead).
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,12 +18,13 @@ use std::collections::{BTreeMap, HashMap};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use lora_conv::{
-    AnyAdapter, CpAdapter, LoConAdapter, LoHaAdapter, LoKrAdapter, Tucker2Adapter, conv_config,
+    AnyAdapter, CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoKrAdapter, Tucker2Adapter,
+    conv_config,
 };
 use lora_core::{AdapterFactory, AdapterSpec, LoraError};
 use regex::Regex;
 
-use crate::adapter::{AdapterFile, Format, LayerAdapter};
+use crate::adapter::{AdapterFile, Format, LayerAdapter, MagnitudeLayout};
 use crate::algorithm::{Cp, Factor, Factors, LoCon, LoHa, LoKr, Tucker2};
 use crate::error::{FileError, Result};
 use crate::state_dict::{StateDict, Stored};
@@ -84,6 +87,7 @@ fn tensor<const N: usize>(f: &Factor, device: &Device) -> Tensor<N> {
 /// `device`.
 fn build(
     layer: &LayerAdapter,
+    source: &str,
     path: &str,
     shape: &[usize],
     device: &Device,
@@ -93,12 +97,13 @@ fn build(
         [d_in, d_out] => (vec![*d_out, *d_in], |a| a.into_linear()),
         _ => (shape.to_vec(), |a| a),
     };
-    build_torch(layer, path, &torch_shape, device).map(carry)
+    build_torch(layer, source, path, &torch_shape, device).map(carry)
 }
 
 /// The adapter of `layer` on the PyTorch-layout weight shape `shape`.
 fn build_torch(
     layer: &LayerAdapter,
+    source: &str,
     path: &str,
     shape: &[usize],
     device: &Device,
@@ -129,6 +134,45 @@ fn build_torch(
         };
     }
     let param = |n: &str| Param::from_tensor(tensor::<2>(f(n), device));
+    if let Some(m) = &layer.magnitude {
+        let epsilon = match m.layout {
+            MagnitudeLayout::PeftOut => 0.0,
+            MagnitudeLayout::LycorisOut => f64::from(f32::EPSILON),
+            MagnitudeLayout::LycorisIn => {
+                return Err(wrong(
+                    "a DoRA magnitude per input channel (LyCORIS without wd_on_out) has no \
+                     trainable module type; merge it into the base instead"
+                        .into(),
+                ));
+            }
+        };
+        if layer.algorithm.name() != "lora" {
+            return Err(wrong(format!(
+                "DoRA on {} has no trainable module type (DoRA here wraps LoRA/LoCon)",
+                layer.algorithm.name()
+            )));
+        }
+        let plain = LayerAdapter {
+            magnitude: None,
+            ..layer.clone()
+        };
+        let lora = build_torch(&plain, source, path, shape, device)?
+            .into_inner::<LoConAdapter>()
+            .ok_or_else(|| wrong("the LoRA factors did not build a LoCon adapter".into()))?;
+        let t = shape.first().copied().unwrap_or(0);
+        if m.values.len() != t {
+            return Err(LoraError::ShapeMismatch {
+                path: format!("{path} (DoRA magnitude)"),
+                expected: vec![t],
+                actual: m.shape.clone(),
+            });
+        }
+        let magnitude = Tensor::<1>::from_data(TensorData::new(m.values.clone(), [t]), device);
+        return Ok(AnyAdapter::new(DoraAdapter {
+            epsilon,
+            ..DoraAdapter::from_parts(lora, magnitude)
+        }));
+    }
     match layer.algorithm.name() {
         "lora" if rank("lora_down.weight") == 2 => {
             // PEFT's layout is LoCon's on the PyTorch layout [out, in]; the carrier transposes
@@ -243,7 +287,7 @@ fn build_torch(
         }
         other => match crate::algorithm::Module::by_name_typed(other) {
             Some(module) => {
-                let site = crate::algorithm::Site::new(&layer.key_prefix, &layer.module);
+                let site = crate::algorithm::Site::new(source, &layer.key_prefix);
                 module
                     .adapter(site, shape, layer.rank, layer.scale, &layer.factors, device)
                     .map_err(|e| wrong(e.to_string()))
@@ -256,6 +300,7 @@ fn build_torch(
 /// The factory that hands out the file's adapters by burn path.
 struct FileFactory<'a> {
     layers: HashMap<String, &'a LayerAdapter>,
+    source: &'a str,
 }
 
 impl AdapterFactory for FileFactory<'_> {
@@ -268,13 +313,32 @@ impl AdapterFactory for FileFactory<'_> {
         _spec: &AdapterSpec,
         device: &Device,
     ) -> lora_core::Result<AnyAdapter> {
-        match self.layers.get(path) {
-            Some(layer) => build(layer, path, shape, device),
-            None => Err(LoraError::UnsupportedGeometry {
+        let Some(layer) = self.layers.get(path) else {
+            return Err(LoraError::UnsupportedGeometry {
                 path: path.to_string(),
                 reason: "no layer of the adapter file maps to this weight".to_string(),
-            }),
+            });
+        };
+        let adapter = build(layer, self.source, path, shape, device)?;
+        // The layer's own weight shape (PyTorch layout) must be this weight's: a wrong path map
+        // can put a 2D layer on a Conv1d or a Linear.
+        let torch: Vec<usize> = match shape {
+            [d_in, d_out] => vec![*d_out, *d_in],
+            _ => shape.to_vec(),
+        };
+        if adapter.shape() != torch.as_slice() {
+            return Err(LoraError::ShapeMismatch {
+                path: format!("{path} (layer `{}` of {})", layer.module, self.source),
+                expected: torch,
+                actual: adapter.shape().to_vec(),
+            });
         }
+        Ok(adapter)
+    }
+
+    /// The file's adapters are trained: their state (DoRA's magnitude) is the file's.
+    fn fresh(&self) -> bool {
+        false
     }
 }
 
@@ -299,9 +363,6 @@ pub fn attach_file<M: Module>(
 ) -> Result<M> {
     let mut layers = HashMap::new();
     for layer in &file.layers {
-        if layer.magnitude.is_some() {
-            return Err(no_module(layer, "DoRA has no trainable module type yet"));
-        }
         let name = layer.algorithm.name();
         let known = ["lora", "tucker2", "cp", "loha", "lokr"].contains(&name)
             || crate::algorithm::Module::by_name_typed(name).is_some();
@@ -325,7 +386,14 @@ pub fn attach_file<M: Module>(
     let config = conv_config(1, 1.0)
         .with_targets(targets)
         .with_trainable(trainable);
-    Ok(lora_core::attach(&model, &config, &FileFactory { layers })?)
+    Ok(lora_core::attach(
+        &model,
+        &config,
+        &FileFactory {
+            layers,
+            source: &file.source,
+        },
+    )?)
 }
 
 /// `model` with the file's whole-tensor replacements (PEFT `modules_to_save`, native extras)
@@ -454,6 +522,14 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
             parts.insert(factor.join("."), (dims, values));
         }
     }
+    // DoRA: LoRA factors below `lora`, and the magnitude beside them.
+    if variant == "dora" {
+        parts = parts
+            .into_iter()
+            .filter_map(|(n, v)| n.strip_prefix("lora.").map(|n| (n.to_string(), v)))
+            .collect();
+        variant = "locon".to_string();
+    }
     let k = &seen.shape;
     let get = |n: &str| parts.get(n).copied();
     let mut f = Factors::new();
@@ -532,7 +608,13 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
             let rank = match (get("w2"), get("w2_a"), get("w2_b")) {
                 (Some((d, v)), _, _) => {
                     // LyCORIS stores a full w2 as [b, c2, k..].
-                    let c2 = k.get(1).copied().unwrap_or(1) / d1[1].max(1);
+                    // In PyTorch layout: burn's Linear weight is [in, out].
+                    let c = if k.len() == 2 {
+                        k[0]
+                    } else {
+                        k.get(1).copied().unwrap_or(1)
+                    };
+                    let c2 = c / d1[1].max(1);
                     let shape = [d[0], c2].into_iter().chain(k.iter().skip(2).copied());
                     put(&mut f, "lokr_w2", shape.collect(), v.clone());
                     1
@@ -605,6 +687,33 @@ pub fn file_from_model<M: Module>(model: &M, back: &PathMap) -> Result<AdapterFi
         };
         let (algorithm, factors, rank) =
             export(seen).ok_or_else(|| config("its adapter's parameters are not a known type"))?;
+        // A DoRA magnitude, in PEFT's layout: [out] for a linear weight, [1, out, 1..] for a
+        // kernel.
+        let is_dora = seen
+            .factors
+            .iter()
+            .any(|(path, _, _)| path.iter().any(|p| p == "dora"));
+        let magnitude = seen
+            .factors
+            .iter()
+            .filter(|_| is_dora)
+            .find(|(path, _, _)| path.last().map(String::as_str) == Some("magnitude"))
+            .map(|(_, dims, values)| {
+                let out = dims.first().copied().unwrap_or(0);
+                let shape = if seen.shape.len() == 2 {
+                    vec![out]
+                } else {
+                    [1, out]
+                        .into_iter()
+                        .chain(ones(seen.shape.len() - 2))
+                        .collect()
+                };
+                crate::adapter::Magnitude {
+                    layout: crate::adapter::MagnitudeLayout::PeftOut,
+                    values: values.clone(),
+                    shape,
+                }
+            });
         let module = seen.path.strip_suffix(".weight").ok_or_else(|| {
             config("adapter files name modules; the parameter must be a `.weight`")
         })?;
@@ -620,7 +729,7 @@ pub fn file_from_model<M: Module>(model: &M, back: &PathMap) -> Result<AdapterFi
                 rank,
                 alpha: Some(scale * rank as f64),
                 scale,
-                magnitude: None,
+                magnitude,
                 // PyTorch layout: burn's Linear is [d_in, d_out].
                 base_shape: Some(if seen.shape.len() == 2 {
                     vec![seen.shape[1], seen.shape[0]]

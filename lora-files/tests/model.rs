@@ -184,12 +184,24 @@ fn types_without_a_module_and_missing_weights_are_refused_untouched() {
     let device = Device::flex();
     let dir = fixture("model-peft-lora");
     let net = base(&dir, &device);
-    // DoRA has no trainable module type yet.
-    let dora = format::read(&fixture("peft-dora-conv2d"), &ReadOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let err = attach_file(&net, &dora, &PathMap::identity(), vec![]);
+    // LoHa with Tucker cores has no trainable module type (plain LoHa has).
+    let mut loha = format::read(
+        &fixture("lycoris-loha-conv2d").join("adapter.safetensors"),
+        &ReadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    loha.layers[0].module = "b0".to_string();
+    let core = lora_files::algorithm::Factor {
+        shape: vec![4, 4, 3, 3],
+        values: vec![0.0; 144],
+    };
+    loha.layers[0]
+        .factors
+        .insert("hada_t1".into(), core.clone());
+    loha.layers[0].factors.insert("hada_t2".into(), core);
+    let err = attach_file(&net, &loha, &PathMap::identity(), vec![]);
     assert!(
-        matches!(&err, Err(FileError::Inexpressible { why, .. }) if why.contains("DoRA")),
+        matches!(&err, Err(FileError::Attach(e)) if e.to_string().contains("Tucker cores")),
         "{err:?}"
     );
     // Without the path map the PyTorch names hit no burn weight.

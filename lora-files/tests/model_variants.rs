@@ -68,7 +68,7 @@ fn every_variant_on_1d_2d_3d_survives_the_native_file() {
             file_from_model(&adapted, &PathMap::identity()).unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = file.layers.iter().map(|l| l.algorithm.name()).collect();
         let conv = match variant.name() {
-            "locon" => "lora",
+            "locon" | "dora" => "lora",
             other => other,
         };
         // Linear weights get the type itself when it adapts them, plain LoRA otherwise.
@@ -78,6 +78,12 @@ fn every_variant_on_1d_2d_3d_survives_the_native_file() {
             "lora"
         };
         assert_eq!(names, [conv, conv, conv, head], "{variant:?}");
+        let doras = file.layers.iter().filter(|l| l.magnitude.is_some()).count();
+        assert_eq!(
+            doras,
+            if variant.name() == "dora" { 4 } else { 0 },
+            "{variant:?}"
+        );
         let path = std::env::temp_dir().join(format!(
             "lora-files-variants-{}-{variant:?}.safetensors",
             std::process::id()

@@ -263,7 +263,7 @@ fn corrupted_files_are_refused_by_name() {
     let meta = dict.metadata["lora_files"].clone();
     dict.metadata.insert(
         "lora_files".to_string(),
-        meta.replace("\"version\":1", "\"version\":2"),
+        meta.replace("\"version\":2", "\"version\":3"),
     );
     dict.write(&dir.join("v2.safetensors"))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -381,6 +381,49 @@ fn native_base_shape_is_checked_against_the_base() {
     let err = merge::resolve(&mut back, &other, &ReadOptions::default().prefixes);
     assert!(
         matches!(&err, Err(FileError::Shape { key, actual, .. }) if key.starts_with("block.5") && actual == &vec![16, 16, 1, 1]),
+        "{err:?}"
+    );
+}
+
+/// A version-1 native file (CP's `cp_down` stored as `[in, r]`) reads as the same adapter as
+/// the version-2 file it was rewritten from; any other version is refused by name.
+#[test]
+fn version_1_cp_files_are_read_with_their_old_layout() {
+    let cp = cp_adapter();
+    let dir = tmp("cp-v1");
+    let v2 = dir.join("v2.safetensors");
+    format::write(&cp, Format::Native, &v2).unwrap_or_else(|e| panic!("{e}"));
+    let mut dict = lora_files::StateDict::read(&v2).unwrap_or_else(|e| panic!("{e}"));
+    // Rewrite as version 1: the metadata's version, and cp_down transposed to [in, r].
+    let key = lora_files::format::native::METADATA_KEY;
+    let meta = dict.metadata[key].replace("\"version\":2", "\"version\":1");
+    assert_ne!(meta, dict.metadata[key], "the metadata names its version");
+    dict.metadata.insert(key.to_string(), meta.clone());
+    let down = &cp.layers[0].factors["cp_down"];
+    let [r, c] = [down.shape[0], down.shape[1]];
+    let mut old = vec![0f32; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            old[j * r + i] = down.values[i * c + j];
+        }
+    }
+    dict.tensors.insert(
+        "block.0.cp_down".to_string(),
+        lora_files::Stored::from_f32(vec![c, r], &old),
+    );
+    let v1 = dir.join("v1.safetensors");
+    dict.write(&v1).unwrap_or_else(|e| panic!("{e}"));
+    same(&cp, &read(&v1));
+    // Version 3 does not exist yet.
+    dict.metadata.insert(
+        key.to_string(),
+        meta.replace("\"version\":1", "\"version\":3"),
+    );
+    let v3 = dir.join("v3.safetensors");
+    dict.write(&v3).unwrap_or_else(|e| panic!("{e}"));
+    let err = format::read(&v3, &ReadOptions::default());
+    assert!(
+        matches!(&err, Err(FileError::Config { field, .. }) if field == "version"),
         "{err:?}"
     );
 }

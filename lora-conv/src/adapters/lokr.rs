@@ -50,7 +50,10 @@ pub fn split(n: usize) -> (usize, usize) {
     if root > 1 << 16 {
         return (1, n);
     }
-    let m = (1..=root.max(1)).rev().find(|m| n.is_multiple_of(*m)).unwrap_or(1);
+    let m = (1..=root.max(1))
+        .rev()
+        .find(|m| n.is_multiple_of(*m))
+        .unwrap_or(1);
     (m, n / m)
 }
 
@@ -83,11 +86,12 @@ impl LoKrAdapter {
                 actual: w2_b.dims().to_vec(),
             });
         }
-        if a * b != t || c1 * c2k != c * k {
+        // t = a·b, c = c1·c2 and w2's columns are c2·K.
+        if a * b != t || c1 == 0 || c % c1 != 0 || c2k != (c / c1) * k {
             return Err(LoraError::ShapeMismatch {
-                path: format!("{path} (w1 ⊗ w2)"),
+                path: format!("{path} (w1 [a, c1] ⊗ w2 [b, c2·K])"),
                 expected: shape.to_vec(),
-                actual: vec![a * b, c1 * c2k],
+                actual: vec![a, b, c1, c2k],
             });
         }
         let (w2_a, w2_b, w2) = match w2 {
@@ -168,7 +172,7 @@ impl ConvAdapter for LoKrAdapter {
         let [t, c, kh, kw] = self.shape[..] else {
             return Ok(self);
         };
-        let c2 = split(c).1;
+        let c2 = c / self.w1.lazy_shape()[1].max(1);
         let shape = vec![t, c, to3d.depth(), kh, kw];
         let rows = |p: &Param<Tensor<2>>| p.lazy_shape()[0];
         Ok(Self {

@@ -3,12 +3,14 @@
 //! them.
 
 mod cp;
+mod dora;
 mod locon;
 mod loha;
 mod lokr;
 mod tucker2;
 
 pub use cp::CpAdapter;
+pub use dora::DoraAdapter;
 pub use locon::LoConAdapter;
 pub use loha::LoHaAdapter;
 pub use lokr::LoKrAdapter;

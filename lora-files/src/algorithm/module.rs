@@ -46,10 +46,13 @@ impl Module {
         Some(module)
     }
 
-    /// The rank whose parameter count on `shape` is `scalars`, if one is.
+    /// The rank whose parameter count on `shape` is `scalars`, if exactly one is.
     fn rank_from_count(&self, shape: &[usize], scalars: usize) -> Option<usize> {
-        (1..=self.variant.rank_limit(shape))
-            .find(|&r| self.variant.param_count(shape, r) == scalars)
+        let mut ranks = (1..=self.variant.rank_limit(shape))
+            .filter(|&r| self.variant.param_count(shape, r) == scalars);
+        let first = ranks.next()?;
+        // A count that several ranks share does not say which one the adapter has.
+        ranks.next().is_none().then_some(first)
     }
 
     /// An adapter of this type on `shape` at `rank`, holding `factors` (by their path in the
@@ -214,6 +217,16 @@ impl Algorithm for Module {
         })?;
         let rank = self.rank(site, factors)?;
         let adapter = self.adapter(site, shape, rank, 1.0, factors, &cpu())?;
+        if !adapter.additive() {
+            return Err(FileError::Config {
+                file: site.file.to_string(),
+                field: format!("{}.algorithm", site.prefix),
+                value: self.variant.to_string(),
+                why: "a weight-decomposed type has no file-level update W + ΔW; load it onto the \
+                      model (attach_file) and merge there"
+                    .to_string(),
+            });
+        }
         let delta = match shape.len() {
             2 => flat(adapter.delta_weight::<2>()),
             3 => flat(adapter.delta_weight::<3>()),

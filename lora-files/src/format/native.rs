@@ -3,7 +3,7 @@
 //! (`extra.<base key>`), and whose metadata entry `lora_files` is a JSON document:
 //!
 //! ```json
-//! {"format": "lora-files", "version": 1, "rslora": false,
+//! {"format": "lora-files", "version": 2, "rslora": false,
 //!  "layers": [{"module": "block.0", "algorithm": "tucker2", "rank": 4, "alpha": 2.0,
 //!              "scale": 0.5, "factors": ["lora_down.weight", "lora_mid.weight", "lora_up.weight"],
 //!              "magnitude": null, "base_shape": [16, 8, 3, 3]}],
@@ -11,7 +11,11 @@
 //! ```
 //!
 //! A native file always holds unmerged factors (a merged model is refused on save). Every
-//! algorithm is expressible here, CP included. Reading checks the version, that the
+//! algorithm is expressible here, CP included, and any adapter type registered with
+//! `lora_conv` (under its module's factor names).
+//!
+//! Version 2 stores CP's `cp_down` as `[r, in/groups]`, like Tucker-2's down factor; version 1
+//! stored it as `[in/groups, r]`, and is still read (the factor is transposed on reading). Reading checks the version, that the
 //! metadata and the tensors name the same keys, shapes, dtypes and finiteness, before anything
 //! is returned.
 
@@ -27,8 +31,8 @@ use crate::state_dict::{StateDict, Stored};
 
 /// The metadata key that marks a native file.
 pub const METADATA_KEY: &str = "lora_files";
-/// The format version this crate writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this crate writes (it reads this one and version 1).
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,12 +104,12 @@ pub fn read(path: &Path, registry: &Registry) -> Result<AdapterFile> {
         value: text.chars().take(80).collect(),
         why: format!("malformed: {e}"),
     })?;
-    if meta.format != "lora-files" || meta.version != VERSION {
+    if meta.format != "lora-files" || !(1..=VERSION).contains(&meta.version) {
         return Err(FileError::Config {
             file,
             field: "version".to_string(),
             value: format!("{} {}", meta.format, meta.version),
-            why: format!("this build reads lora-files version {VERSION}"),
+            why: format!("this build reads lora-files versions 1 to {VERSION}"),
         });
     }
     let mut expected_keys = BTreeSet::new();
@@ -131,7 +135,14 @@ pub fn read(path: &Path, registry: &Registry) -> Result<AdapterFile> {
         for name in &lm.factors {
             let key = format!("{}.{name}", lm.module);
             let (shape, values) = dict.f32(&file, &key, "the metadata lists it")?;
-            factors.insert(name.clone(), Factor { shape, values });
+            let factor = Factor { shape, values };
+            // Version 1 stored CP's down factor as [in, r].
+            let factor = if meta.version == 1 && lm.algorithm == "cp" && name == "cp_down" {
+                transposed(factor)
+            } else {
+                factor
+            };
+            factors.insert(name.clone(), factor);
             expected_keys.insert(key);
         }
         let magnitude = match &lm.magnitude {
@@ -192,6 +203,25 @@ pub fn read(path: &Path, registry: &Registry) -> Result<AdapterFile> {
         replacements,
         rslora: meta.rslora,
     })
+}
+
+/// A 2-D factor transposed.
+fn transposed(f: Factor) -> Factor {
+    match f.shape[..] {
+        [rows, cols] => {
+            let mut values = vec![0f32; f.values.len()];
+            for i in 0..rows {
+                for j in 0..cols {
+                    values[j * rows + i] = f.values[i * cols + j];
+                }
+            }
+            Factor {
+                shape: vec![cols, rows],
+                values,
+            }
+        }
+        _ => f,
+    }
 }
 
 /// Write a native adapter file (atomically). Every algorithm can be written.
