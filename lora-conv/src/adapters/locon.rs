@@ -7,7 +7,7 @@ use lora_core::init::{input_factor, zero_factor};
 use lora_core::{Adapter, AdapterSpec, Result};
 
 use crate::adapter::{BranchOp, ConvAdapter, ConvArgs, Inflater, OpKind};
-use crate::adapters::{product, weight_parts};
+use crate::adapters::{matrix_rank_limit, product, weight_parts};
 use crate::functional::conv::{conv_nd, pointwise};
 use crate::functional::recompose;
 use crate::geometry::ConvGeometry;
@@ -66,11 +66,7 @@ impl ConvAdapter for LoConAdapter {
     }
 
     fn rank_limit(shape: &[usize]) -> usize {
-        let [t, rest @ ..] = shape else { return 0 };
-        if rest.is_empty() {
-            return 0;
-        }
-        (*t).min(product(rest))
+        matrix_rank_limit(shape)
     }
 
     fn shape(&self) -> &[usize] {

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Distribution, Shape, Tensor};
 use lora_core::{Adapter, AdapterSpec, Result};
 
 use crate::adapter::{ConvAdapter, Inflater};
-use crate::adapters::{product, weight_parts};
+use crate::adapters::{matrix_rank_limit, product, weight_parts};
 
 /// `ΔW = scale · (w1_a · w1_b) ⊙ (w2_a · w2_b)`, reshaped to `[t, c, k..]`.
 ///
@@ -78,11 +78,7 @@ impl ConvAdapter for LoHaAdapter {
     }
 
     fn rank_limit(shape: &[usize]) -> usize {
-        let [t, rest @ ..] = shape else { return 0 };
-        if rest.is_empty() {
-            return 0;
-        }
-        (*t).min(product(rest))
+        matrix_rank_limit(shape)
     }
 
     fn shape(&self) -> &[usize] {
