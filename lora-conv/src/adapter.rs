@@ -50,6 +50,9 @@ pub trait ConvAdapter: Adapter + Clone {
     /// Whether it adapts linear weights too (`[out, in]`). When it does not, linear weights
     /// targeted alongside convs get plain LoRA ([`crate::adapters::LoConAdapter`]).
     const LINEAR: bool = false;
+    /// Whether its bypass form also needs the recomposed update (DoRA's norm of `W + scale·ΔW`),
+    /// for the cost model.
+    const BYPASS_RECOMPOSES: bool = false;
 
     /// A fresh adapter for a weight of shape `[t, c, k..]` (`path` names it in errors). The
     /// update must start at zero, so attaching does not change the model.

@@ -290,11 +290,24 @@ impl CostModel {
             ..op(base_kind, s, t, k, n_in, n_out, first_dx)
         };
         let ops = variant.branch_ops(g, rank, (n_in, n_out));
-        if ops.is_empty() {
-            // No bypass form: the layer runs weight-space.
-            return self.weight_space(variant, g, rank, work);
-        }
         let mut total = self.conv(&base);
+        let recompose = self.matmul(variant.recompose_flops(&g.weight_shape(), rank), train);
+        if ops.is_empty() {
+            // No cheaper branch: one more full conv, with the recomposed update as its kernel.
+            total += recompose;
+            total += self.conv(&ConvOp {
+                weight_grad: train,
+                ..op(base_kind, s, t, k, n_in, n_out, first_dx)
+            });
+        }
+        if variant.bypass_recomposes() {
+            // The update again for a per-channel norm of W + scale·ΔW, and the rescale of the
+            // output.
+            let weight = t * g.in_per_group() as f64 * k;
+            let passes = if train { 2.0 } else { 1.0 };
+            total += recompose + passes * self.elementwise(weight, 2.0);
+            total += self.elementwise(b * t * n_out, 2.0);
+        }
         for (i, b) in ops.iter().enumerate() {
             let BranchOp {
                 kind,
@@ -361,6 +374,36 @@ mod tests {
             model.choose(ConvVariant::LoCon, &grouped, 4, &train),
             ForwardMode::WeightSpace
         );
+    }
+
+    /// A type without a branch pays one more full conv in bypass form, so `auto` runs it
+    /// weight-space; DoRA's bypass pays LoCon's branch plus the recomposition its norm needs.
+    #[test]
+    fn bypass_costs_what_each_type_runs() {
+        let model = CostModel::default();
+        let g = ConvGeometry {
+            padding: crate::geometry::Padding::Explicit(vec![(1, 1), (1, 1)]),
+            ..ConvGeometry::new(64, 64, vec![3, 3])
+        };
+        for work in [
+            Workload::inference(8, vec![28, 28]),
+            Workload::training(64, vec![28, 28]),
+        ] {
+            let cost = |mode, v| model.seconds(mode, v, &g, 4, &work);
+            let loha_bp = cost(ForwardMode::Bypass, ConvVariant::LoHa);
+            let loha_ws = cost(ForwardMode::WeightSpace, ConvVariant::LoHa);
+            assert!(
+                loha_bp > loha_ws,
+                "loha: bypass {loha_bp} vs weight {loha_ws}"
+            );
+            assert_eq!(
+                model.choose(ConvVariant::LoHa, &g, 4, &work),
+                ForwardMode::WeightSpace
+            );
+            let dora = cost(ForwardMode::Bypass, ConvVariant::Dora);
+            let locon = cost(ForwardMode::Bypass, ConvVariant::LoCon);
+            assert!(dora > locon, "dora bypass {dora} vs locon bypass {locon}");
+        }
     }
 
     #[test]

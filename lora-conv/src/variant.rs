@@ -29,6 +29,7 @@ pub struct ConvVariant {
     aliases: &'static [&'static str],
     count: &'static str,
     linear: bool,
+    bypass_recomposes: bool,
     type_name: fn() -> &'static str,
     build: fn(&str, &[usize], &AdapterSpec, &Device) -> Result<AnyAdapter>,
     param_count: fn(&[usize], usize) -> usize,
@@ -76,6 +77,7 @@ impl ConvVariant {
             aliases: A::ALIASES,
             count: A::COUNT,
             linear: A::LINEAR,
+            bypass_recomposes: A::BYPASS_RECOMPOSES,
             type_name: core::any::type_name::<A>,
             build: build::<A>,
             param_count: A::param_count,
@@ -110,7 +112,15 @@ impl ConvVariant {
         self.linear
     }
 
+    /// Whether its bypass form also recomposes the update (cost model).
+    pub fn bypass_recomposes(self) -> bool {
+        self.bypass_recomposes
+    }
+
     /// Build a fresh adapter for a weight of shape `[t, c, k..]` (PyTorch layout).
+    ///
+    /// State that depends on the pretrained weight (DoRA's magnitude) is not set here: `attach`
+    /// and [`crate::LoraConv::new`] call [`lora_core::Adapter::with_base`] on what this builds.
     ///
     /// # Errors
     /// The type's own errors for this rank and shape, naming `path`.

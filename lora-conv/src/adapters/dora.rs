@@ -70,6 +70,7 @@ impl ConvAdapter for DoraAdapter {
     const NAME: &'static str = "dora";
     const COUNT: &'static str = "r·(c·K + t) + t";
     const LINEAR: bool = true;
+    const BYPASS_RECOMPOSES: bool = true;
 
     fn new(path: &str, shape: &[usize], spec: &AdapterSpec, device: &Device) -> Result<Self> {
         let lora = LoConAdapter::new(path, shape, spec, device)?;
