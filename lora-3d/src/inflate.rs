@@ -59,7 +59,7 @@ pub struct Inflation {
     options: InflateOptions,
     params: HashMap<ParamId, ParamInfo>,
     trainable: HashSet<ParamId>,
-    pending: HashMap<ParamId, (AnyAdapter, bool)>,
+    pending: HashMap<ParamId, LoraParam<AnyAdapter>>,
 }
 
 impl Inflation {
@@ -110,10 +110,14 @@ impl Inflation {
     /// # Errors
     /// [`InflateError::UnknownAdapter`]; [`InflateError::Adapter`].
     pub fn kernel(&mut self, param: Param<Tensor<4>>) -> Result<Param<Tensor<5>>> {
-        if let Some((adapter, merged)) = self.adapter_of(&param)? {
+        if let Some(lora) = self.adapter_of(&param)? {
             let path = self.path(param.id);
-            let inflated = inflate_adapter(&path, adapter, &self.options)?;
-            self.pending.insert(param.id, (inflated, merged));
+            // The merge state and the recorded scale travel with the inflated adapter.
+            let inflated = LoraParam {
+                adapter: inflate_adapter(&path, lora.adapter, &self.options)?,
+                ..lora
+            };
+            self.pending.insert(param.id, inflated);
         }
         let (depth, mode) = (self.options.depth, self.options.mode);
         let trainable = self.trainable.contains(&param.id);
@@ -124,7 +128,7 @@ impl Inflation {
     fn adapter_of<const D: usize>(
         &self,
         param: &Param<Tensor<D>>,
-    ) -> Result<Option<(AnyAdapter, bool)>> {
+    ) -> Result<Option<LoraParam<AnyAdapter>>> {
         if !self
             .params
             .get(&param.id)
@@ -133,13 +137,14 @@ impl Inflation {
             return Ok(None);
         }
         if let Some(lora) = param.reparameterization::<LoraParam<AnyAdapter>>() {
-            return Ok(Some((lora.adapter.clone(), lora.is_merged())));
+            return Ok(Some(lora.clone()));
         }
         if let Some(lora) = param.reparameterization::<LoraParam<LinearAdapter>>() {
-            return Ok(Some((
-                AnyAdapter::linear(LoConAdapter::from_linear(&lora.adapter)),
-                lora.is_merged(),
-            )));
+            return Ok(Some(LoraParam {
+                adapter: AnyAdapter::linear(LoConAdapter::from_linear(&lora.adapter)),
+                merged: lora.merged.clone(),
+                scale: lora.scale.clone(),
+            }));
         }
         Err(InflateError::UnknownAdapter {
             path: self.path(param.id),
@@ -187,7 +192,7 @@ impl ModuleVisitor for Trainable {
 
 /// Puts inflated adapters back on the weights with the same ids.
 struct Reattach {
-    pending: HashMap<ParamId, (AnyAdapter, bool)>,
+    pending: HashMap<ParamId, LoraParam<AnyAdapter>>,
 }
 
 impl Reparameterizer for &mut Reattach {
@@ -199,13 +204,7 @@ impl Reparameterizer for &mut Reattach {
         param: Param<Tensor<D>>,
     ) -> (Param<Tensor<D>>, Option<Self::Reparam>) {
         match self.pending.remove(&param.id) {
-            Some((adapter, merged)) => {
-                let device = param.lazy_device();
-                (
-                    param.set_require_grad(false),
-                    Some(LoraParam::with_state(adapter, merged, &device)),
-                )
-            }
+            Some(lora) => (param.set_require_grad(false), Some(lora)),
             None => (param, None),
         }
     }

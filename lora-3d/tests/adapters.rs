@@ -428,3 +428,42 @@ fn perturb<M: burn::module::Module>(net: M, id: burn::module::ParamId, bump: Vec
     }
     net.map(&mut P { id, bump })
 }
+
+/// An adapter whose recorded scale differs from the one it was built with (a record loaded
+/// into a model attached with another alpha) keeps the recorded scale through inflation: the
+/// 3D net still equals the 2D net per slice.
+#[test]
+fn the_recorded_scale_survives_inflation() {
+    struct Rescale;
+    impl burn::module::ModuleMapper for Rescale {
+        fn map_int<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<D, burn::tensor::Int>>,
+        ) -> burn::module::Param<Tensor<D, burn::tensor::Int>> {
+            // Only the adapters' `scale` parameters are `[1]` integers other than `merged`,
+            // which holds 0 here; the recorded scale becomes 0.37.
+            param.map(|t| {
+                let is_flag = t.clone().into_data().iter::<i64>().next() == Some(0);
+                if is_flag {
+                    t
+                } else {
+                    t.zeros_like().add_scalar(lora_core::scale_bits(0.37))
+                }
+            })
+        }
+    }
+    let device = Device::flex();
+    let (_, net2d) = adapted(0, ConvVariant::LoCon, &device);
+    let net2d = burn::module::Module::map(net2d, &mut Rescale);
+    let scales: Vec<f64> = adapted_params(&net2d).iter().map(|a| a.scale).collect();
+    assert!(
+        scales.iter().all(|s| (s - 0.37).abs() < 1e-6),
+        "the recorded scales were set: {scales:?}"
+    );
+    let net3d = inflate(net2d.clone(), &InflateOptions::new(3)).unwrap();
+    let inflated: Vec<f64> = adapted_params(&net3d).iter().map(|a| a.scale).collect();
+    assert_eq!(inflated, scales, "recorded scales after inflation");
+    if let Err(e) = per_slice_check(&net2d, &net3d, &volume(4, &device), OUT) {
+        panic!("{e}");
+    }
+}
