@@ -7,12 +7,60 @@ use lora_core::DeviceSpec;
 use crate::compare::plan::Overrides;
 use crate::record::Shard;
 
-/// Parse `--device` (`cpu`, `wgpu[:N]`, `cuda[:N]`) for clap.
+/// Parse `--device`: `cpu` (or `flex`), `wgpu`, `wgpu:N`, `cuda` or `cuda:N`, case-insensitive.
 ///
 /// # Errors
-/// A message naming the accepted forms.
+/// A message naming what was given and the accepted forms.
 pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
-    s.parse::<DeviceSpec>().map_err(|e| e.to_string())
+    let lower = s.trim().to_ascii_lowercase();
+    let (name, index) = match lower.split_once(':') {
+        Some((name, index)) => {
+            let index = index
+                .parse::<usize>()
+                .map_err(|_| format!("bad device index `{index}` in `{s}`"))?;
+            (name, Some(index))
+        }
+        None => (lower.as_str(), None),
+    };
+    match (name, index) {
+        ("cpu" | "flex", None) => Ok(DeviceSpec::Cpu),
+        ("wgpu", index) => Ok(DeviceSpec::Wgpu(index)),
+        ("cuda", index) => Ok(DeviceSpec::Cuda(index.unwrap_or(0))),
+        _ => Err(format!(
+            "unknown device `{s}`; expected cpu, wgpu[:N] or cuda[:N]"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_device_form_parses_and_round_trips() {
+        let cases = [
+            ("cpu", DeviceSpec::Cpu),
+            ("CPU", DeviceSpec::Cpu),
+            ("flex", DeviceSpec::Cpu),
+            ("wgpu", DeviceSpec::Wgpu(None)),
+            ("wgpu:1", DeviceSpec::Wgpu(Some(1))),
+            ("cuda", DeviceSpec::Cuda(0)),
+            ("cuda:3", DeviceSpec::Cuda(3)),
+        ];
+        for (text, spec) in cases {
+            assert_eq!(parse_device(text), Ok(spec), "{text}");
+            assert_eq!(parse_device(&spec.to_string()), Ok(spec));
+        }
+        for (bad, named) in [
+            ("tpu", "`tpu`"),
+            ("cpu:1", "`cpu:1`"),
+            ("wgpu:x", "`x`"),
+            ("", "``"),
+        ] {
+            let err = parse_device(bad).err().unwrap_or_default();
+            assert!(err.contains(named), "{bad:?}: {err}");
+        }
+    }
 }
 
 /// A list of positive integers, `32-32-64` or `32,32,64`.

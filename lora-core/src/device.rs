@@ -1,12 +1,13 @@
-//! Backend selection, in one place for every binary, test and benchmark.
+//! Backend selection: which backends this build has, and the burn [`Device`] of each.
 //!
-//! A [`DeviceSpec`] is parsed from the command line (`cpu`, `wgpu`, `wgpu:1`, `cuda`, `cuda:0`) and
-//! turned into a burn [`Device`]. CPU (burn's pure-Rust `flex` backend) needs no feature. `wgpu`
-//! and `cuda` are cargo features of this crate (forwarded by every crate above it); asking for a
-//! backend that was not compiled in is an error that names the feature to enable.
+//! A [`DeviceSpec`] names a backend and device; [`DeviceSpec::device`] creates it. CPU (burn's
+//! pure-Rust `flex` backend) needs no feature. `wgpu` and `cuda` are cargo features of this
+//! crate (forwarded by every crate above it), which is why the selection lives here; asking
+//! for a backend that was not compiled in is an error that names the feature to enable. How a
+//! command line spells a device (`--device wgpu:1`) is the binaries' business
+//! (`experiments::cli::parse_device`).
 
 use core::fmt;
-use core::str::FromStr;
 
 use burn::tensor::Device;
 
@@ -81,54 +82,9 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
-impl FromStr for DeviceSpec {
-    type Err = LoraError;
-
-    /// Parse `cpu`, `wgpu`, `wgpu:N`, `cuda` or `cuda:N` (case-insensitive).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.trim().to_ascii_lowercase();
-        let (name, index) = match lower.split_once(':') {
-            Some((name, index)) => {
-                let index = index.parse::<usize>().map_err(|_| {
-                    LoraError::Device(format!("bad device index `{index}` in `{s}`"))
-                })?;
-                (name, Some(index))
-            }
-            None => (lower.as_str(), None),
-        };
-        match (name, index) {
-            ("cpu" | "flex", None) => Ok(DeviceSpec::Cpu),
-            ("wgpu", index) => Ok(DeviceSpec::Wgpu(index)),
-            ("cuda", index) => Ok(DeviceSpec::Cuda(index.unwrap_or(0))),
-            _ => Err(LoraError::Device(format!(
-                "unknown device `{s}`; expected cpu, wgpu[:N] or cuda[:N]"
-            ))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_every_form() {
-        let cases = [
-            ("cpu", DeviceSpec::Cpu),
-            ("CPU", DeviceSpec::Cpu),
-            ("wgpu", DeviceSpec::Wgpu(None)),
-            ("wgpu:1", DeviceSpec::Wgpu(Some(1))),
-            ("cuda", DeviceSpec::Cuda(0)),
-            ("cuda:3", DeviceSpec::Cuda(3)),
-        ];
-        for (text, spec) in cases {
-            assert_eq!(text.parse::<DeviceSpec>(), Ok(spec), "{text}");
-            assert_eq!(spec.to_string().parse::<DeviceSpec>(), Ok(spec));
-        }
-        for bad in ["tpu", "cpu:1", "wgpu:x", ""] {
-            assert!(bad.parse::<DeviceSpec>().is_err(), "{bad} should fail");
-        }
-    }
 
     #[test]
     fn missing_backend_names_its_feature() {
