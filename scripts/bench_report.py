@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-VARIANTS = ["hf", "tucker2", "cp"]
+VARIANTS = ["locon", "tucker2", "cp"]
 MODES = ["weight", "bypass", "auto"]
 RANKS = [1, 4, 16]
 

@@ -29,7 +29,7 @@ const WEIGHT: Tol = Tol {
     rel: 1e-6,
     abs: 1e-7,
 };
-const VARIANTS: [ConvVariant; 6] = ConvVariant::BUILTIN;
+const VARIANTS: [ConvVariant; 7] = ConvVariant::BUILTIN;
 
 /// A Net2d with trained-looking (random, non-zero) adapters on every conv and on the head.
 fn adapted(mid: usize, variant: ConvVariant, device: &Device) -> (Net2d, Net2d) {

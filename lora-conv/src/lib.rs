@@ -59,7 +59,8 @@ pub mod variant;
 
 pub use adapter::{BranchOp, ConvAdapter, ConvArgs, Inflater, OpKind};
 pub use adapters::{
-    CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoKrAdapter, Tucker2Adapter,
+    CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoHaTuckerAdapter, LoKrAdapter,
+    Tucker2Adapter,
 };
 pub use any::{AnyAdapter, ConvFactory, conv_config};
 pub use bypass::LoraConv;

@@ -12,7 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::adapter::{BranchOp, ConvAdapter};
 use crate::adapters::{
-    CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoKrAdapter, Tucker2Adapter,
+    CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoHaTuckerAdapter, LoKrAdapter,
+    Tucker2Adapter,
 };
 use crate::any::AnyAdapter;
 use crate::geometry::ConvGeometry;
@@ -49,6 +50,8 @@ impl ConvVariant {
     pub const Cp: ConvVariant = ConvVariant::of::<CpAdapter>();
     /// LoHa (LyCORIS): the Hadamard product of two low-rank updates.
     pub const LoHa: ConvVariant = ConvVariant::of::<LoHaAdapter>();
+    /// LoHa with Tucker cores (LyCORIS `use_tucker`), conv kernels only.
+    pub const LoHaTucker: ConvVariant = ConvVariant::of::<LoHaTuckerAdapter>();
     /// LoKr (LyCORIS): a Kronecker product of a small matrix and a low-rank one.
     pub const LoKr: ConvVariant = ConvVariant::of::<LoKrAdapter>();
 
@@ -56,11 +59,12 @@ impl ConvVariant {
     pub const Dora: ConvVariant = ConvVariant::of::<DoraAdapter>();
 
     /// The built-in types, in a stable order.
-    pub const BUILTIN: [ConvVariant; 6] = [
+    pub const BUILTIN: [ConvVariant; 7] = [
         ConvVariant::LoCon,
         ConvVariant::Tucker2,
         ConvVariant::Cp,
         ConvVariant::LoHa,
+        ConvVariant::LoHaTucker,
         ConvVariant::LoKr,
         ConvVariant::Dora,
     ];

@@ -30,7 +30,15 @@ fn every_spelling_parses_to_its_variant() {
     }
     assert_eq!(
         ConvVariant::BUILTIN.map(ConvVariant::name),
-        ["locon", "tucker2", "cp", "loha", "lokr", "dora"]
+        [
+            "locon",
+            "tucker2",
+            "cp",
+            "loha",
+            "loha-tucker",
+            "lokr",
+            "dora"
+        ]
     );
 }
 

@@ -8,9 +8,9 @@
 //!
 //! The adapters land on the model through [`lora_core::attach()`], as `lora_conv::AnyAdapter`s
 //! carrying the file's own scale, so merge, unmerge, training and records work on them as on
-//! any other. LoRA/LoCon, Tucker-2, CP, LoHa, LoKr, DoRA (per output channel) and any type
-//! registered with `lora_conv` have trainable module types; LoHa with Tucker cores, LoKr with a
-//! Tucker core and LyCORIS's per-input-channel DoRA do not, and a file holding them is refused
+//! any other. LoRA/LoCon, Tucker-2, CP, LoHa (with or without Tucker cores), LoKr, DoRA (per
+//! output channel) and any type registered with `lora_conv` have trainable module types; LoKr
+//! with a Tucker core and LyCORIS's per-input-channel DoRA do not, and a file holding them is refused
 //! by layer (merge them into the base with [`crate::merge::merge`] instead).
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use lora_conv::{
-    AnyAdapter, CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoKrAdapter, Tucker2Adapter,
-    conv_config,
+    AnyAdapter, ConvAdapter, CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoHaTuckerAdapter,
+    LoKrAdapter, Tucker2Adapter, conv_config,
 };
 use lora_core::{AdapterFactory, AdapterSpec, LoraError};
 use regex::Regex;
@@ -227,11 +227,37 @@ fn build_torch(
                 shape,
             }))
         }
-        "loha" if layer.factors.contains_key("hada_t1") => Err(wrong(
-            "LoHa with Tucker cores (hada_t1, hada_t2) has no trainable module type; merge it \
-             into the base instead"
-                .into(),
-        )),
+        "loha" if layer.factors.contains_key("hada_t1") => {
+            // LyCORIS's Tucker form: hada_w{1,2}_a [r, out], hada_w{1,2}_b [r, in],
+            // hada_t{1,2} [r, r, k..].
+            let a = f("hada_w1_a");
+            let r = a.shape.first().copied().unwrap_or(0);
+            let flat = |n: &str| {
+                let x = f(n);
+                let rows = x.shape.first().copied().unwrap_or(1).max(1);
+                Tensor::<2>::from_data(
+                    TensorData::new(x.values.clone(), [rows, x.values.len() / rows]),
+                    device,
+                )
+            };
+            let adapter = LoHaTuckerAdapter {
+                w1_a: Param::from_tensor(flat("hada_w1_a").transpose()),
+                w1_b: Param::from_tensor(flat("hada_w1_b")),
+                t1: Param::from_tensor(flat("hada_t1")),
+                w2_a: Param::from_tensor(flat("hada_w2_a").transpose()),
+                w2_b: Param::from_tensor(flat("hada_w2_b")),
+                t2: Param::from_tensor(flat("hada_t2")),
+                scale: layer.scale,
+                shape: shape.to_vec(),
+            };
+            let expected = LoHaTuckerAdapter::param_count(shape, r);
+            if lora_core::Adapter::trainable_params(&adapter) != expected {
+                return Err(wrong(format!(
+                    "LoHa Tucker factors of rank {r} do not fit a weight of shape {shape:?}"
+                )));
+            }
+            Ok(AnyAdapter::new(adapter))
+        }
         "loha" => {
             let (a, b) = (f("hada_w1_a"), f("hada_w1_b"));
             if shape.first() != a.shape.first()
@@ -501,6 +527,17 @@ impl ModuleVisitor for Collector {
     }
 }
 
+/// A row-major `[rows, cols]` matrix, transposed.
+fn transposed(rows: usize, cols: usize, v: &[f32]) -> Vec<f32> {
+    let mut out = vec![0f32; v.len()];
+    for i in 0..rows {
+        for j in 0..cols {
+            out[j * rows + i] = v[i * cols + j];
+        }
+    }
+    out
+}
+
 fn ones(n: usize) -> impl Iterator<Item = usize> {
     std::iter::repeat_n(1, n)
 }
@@ -598,6 +635,30 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
             for name in ["w1_a", "w1_b", "w2_a", "w2_b"] {
                 let (d, v) = get(name)?;
                 put(&mut f, &format!("hada_{name}"), d.clone(), v.clone());
+            }
+            let rank = get("w1_a")?.0[1];
+            Some((&LoHa, f, rank))
+        }
+        "loha-tucker" => {
+            // LyCORIS's Tucker layout: the output sides transposed, the cores unflattened.
+            for which in ["1", "2"] {
+                let (da, va) = get(&format!("w{which}_a"))?;
+                put(
+                    &mut f,
+                    &format!("hada_w{which}_a"),
+                    vec![da[1], da[0]],
+                    transposed(da[0], da[1], va),
+                );
+                let (db, vb) = get(&format!("w{which}_b"))?;
+                put(&mut f, &format!("hada_w{which}_b"), db.clone(), vb.clone());
+                let (dt, vt) = get(&format!("t{which}"))?;
+                let core = [dt[0], dt[0]].into_iter().chain(k.iter().skip(2).copied());
+                put(
+                    &mut f,
+                    &format!("hada_t{which}"),
+                    core.collect(),
+                    vt.clone(),
+                );
             }
             let rank = get("w1_a")?.0[1];
             Some((&LoHa, f, rank))

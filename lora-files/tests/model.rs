@@ -184,24 +184,21 @@ fn types_without_a_module_and_missing_weights_are_refused_untouched() {
     let device = Device::flex();
     let dir = fixture("model-peft-lora");
     let net = base(&dir, &device);
-    // LoHa with Tucker cores has no trainable module type (plain LoHa has).
-    let mut loha = format::read(
-        &fixture("lycoris-loha-conv2d").join("adapter.safetensors"),
+    // LoKr with a Tucker core has no trainable module type (plain LoKr has).
+    let mut lokr = format::read(
+        &fixture("lycoris-lokr-conv2d").join("adapter.safetensors"),
         &ReadOptions::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    loha.layers[0].module = "b0".to_string();
+    lokr.layers[0].module = "b0".to_string();
     let core = lora_files::algorithm::Factor {
         shape: vec![4, 4, 3, 3],
         values: vec![0.0; 144],
     };
-    loha.layers[0]
-        .factors
-        .insert("hada_t1".into(), core.clone());
-    loha.layers[0].factors.insert("hada_t2".into(), core);
-    let err = attach_file(&net, &loha, &PathMap::identity(), vec![]);
+    lokr.layers[0].factors.insert("lokr_t2".into(), core);
+    let err = attach_file(&net, &lokr, &PathMap::identity(), vec![]);
     assert!(
-        matches!(&err, Err(FileError::Attach(e)) if e.to_string().contains("Tucker cores")),
+        matches!(&err, Err(FileError::Attach(e)) if e.to_string().contains("Tucker core")),
         "{err:?}"
     );
     // Without the path map the PyTorch names hit no burn weight.

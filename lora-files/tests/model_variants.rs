@@ -69,6 +69,7 @@ fn every_variant_on_1d_2d_3d_survives_the_native_file() {
         let names: Vec<&str> = file.layers.iter().map(|l| l.algorithm.name()).collect();
         let conv = match variant.name() {
             "locon" | "dora" => "lora",
+            "loha-tucker" => "loha",
             other => other,
         };
         // Linear weights get the type itself when it adapts them, plain LoRA otherwise.

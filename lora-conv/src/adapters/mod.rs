@@ -6,6 +6,7 @@ mod cp;
 mod dora;
 mod locon;
 mod loha;
+mod loha_tucker;
 mod lokr;
 mod tucker2;
 
@@ -13,6 +14,7 @@ pub use cp::CpAdapter;
 pub use dora::DoraAdapter;
 pub use locon::LoConAdapter;
 pub use loha::LoHaAdapter;
+pub use loha_tucker::LoHaTuckerAdapter;
 pub use lokr::LoKrAdapter;
 pub use tucker2::Tucker2Adapter;
 
