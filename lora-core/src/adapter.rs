@@ -289,9 +289,14 @@ impl<A: Adapter> Reparameterization for LoraParam<A> {
     fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
         let state = flag_value(&self.merged);
         let additive = self.adapter.additive();
-        let decompose = |v: Tensor<D>| match self.adapter.channel_scale(&v) {
-            Some(s) if !additive => v * s,
-            _ => v,
+        let decompose = |v: Tensor<D>| {
+            if additive {
+                return v;
+            }
+            match self.adapter.channel_scale(&v) {
+                Some(s) => v * s,
+                None => v,
+            }
         };
         match state {
             merge_state::MERGED => return decompose(base),
