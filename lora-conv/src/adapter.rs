@@ -192,6 +192,22 @@ impl<'a> Inflater<'a> {
         })
     }
 
+    /// A flattened kernel factor `[a, b·kh·kw]` repeated, unscaled, on every depth slice:
+    /// `[a, b·depth·kh·kw]`, keeping its id and whether it trains. For the second factor of a
+    /// product whose first factor carries the inflation (LoHa), so the product is inflated once.
+    pub fn repeat(&self, param: Param<Tensor<2>>, [a, b, kh, kw]: [usize; 4]) -> Param<Tensor<2>> {
+        let depth = self.depth;
+        param.map(|flat| {
+            let require_grad = flat.is_require_grad();
+            flat.detach()
+                .reshape([a, b, 1, kh * kw])
+                .repeat_dim(2, depth)
+                .reshape([a, b * depth * kh * kw])
+                .detach()
+                .set_require_grad(require_grad)
+        })
+    }
+
     /// A new trainable-or-frozen factor (as `like`) holding `value`.
     pub fn new_factor<const D: usize>(
         &self,

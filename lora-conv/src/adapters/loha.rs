@@ -93,20 +93,10 @@ impl ConvAdapter for LoHaAdapter {
             return Ok(self);
         };
         let r = self.w1_a.lazy_shape()[1];
-        let depth = to3d.depth();
-        let w2_b = self.w2_b.map(|flat| {
-            let require_grad = flat.is_require_grad();
-            flat.detach()
-                .reshape([r, c, 1, kh * kw])
-                .repeat_dim(2, depth)
-                .reshape([r, c * depth * kh * kw])
-                .detach()
-                .set_require_grad(require_grad)
-        });
         Ok(Self {
             w1_b: to3d.factor(self.w1_b, [r, c, kh, kw]),
-            w2_b,
-            shape: vec![t, c, depth, kh, kw],
+            w2_b: to3d.repeat(self.w2_b, [r, c, kh, kw]),
+            shape: vec![t, c, to3d.depth(), kh, kw],
             ..self
         })
     }

@@ -98,20 +98,10 @@ impl ConvAdapter for LoHaTuckerAdapter {
             return Ok(self);
         };
         let r = self.w1_a.lazy_shape()[1];
-        let depth = to3d.depth();
-        let t2 = self.t2.map(|flat| {
-            let require_grad = flat.is_require_grad();
-            flat.detach()
-                .reshape([r, r, 1, kh * kw])
-                .repeat_dim(2, depth)
-                .reshape([r, r * depth * kh * kw])
-                .detach()
-                .set_require_grad(require_grad)
-        });
         Ok(Self {
             t1: to3d.factor(self.t1, [r, r, kh, kw]),
-            t2,
-            shape: vec![t, c, depth, kh, kw],
+            t2: to3d.repeat(self.t2, [r, r, kh, kw]),
+            shape: vec![t, c, to3d.depth(), kh, kw],
             ..self
         })
     }
