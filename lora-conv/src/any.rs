@@ -11,6 +11,7 @@ use lora_core::erased::{DynMapper, DynVisitor, Erase, EraseMapper, Restore, Rest
 use lora_core::{Adapter, AdapterFactory, AdapterSpec, LoraConfig, LoraError, Result};
 
 use crate::adapter::{ConvAdapter, ConvArgs, Inflater};
+use crate::functional::conv::same_rank;
 use crate::variant::ConvVariant;
 
 /// The container type [`AnyAdapter`] reports to visitors when it enters its adapter (whose
@@ -99,20 +100,10 @@ impl AnyAdapter {
         if self.transposed {
             return None;
         }
-        let shape = x.shape();
         match N {
-            3 => self.inner.branch3(x.reshape::<3, _>(shape), conv).map(|y| {
-                let shape = y.shape();
-                y.reshape::<N, _>(shape)
-            }),
-            4 => self.inner.branch4(x.reshape::<4, _>(shape), conv).map(|y| {
-                let shape = y.shape();
-                y.reshape::<N, _>(shape)
-            }),
-            5 => self.inner.branch5(x.reshape::<5, _>(shape), conv).map(|y| {
-                let shape = y.shape();
-                y.reshape::<N, _>(shape)
-            }),
+            3 => self.inner.branch3(same_rank(x), conv).map(same_rank),
+            4 => self.inner.branch4(same_rank(x), conv).map(same_rank),
+            5 => self.inner.branch5(same_rank(x), conv).map(same_rank),
             _ => None,
         }
     }
@@ -395,31 +386,13 @@ impl Adapter for AnyAdapter {
 
     fn delta_weight<const D: usize>(&self) -> Tensor<D> {
         if self.transposed {
-            let delta = self.inner.delta2().transpose();
-            let shape = delta.shape();
-            return delta.reshape::<D, _>(shape);
+            return same_rank(self.inner.delta2().transpose());
         }
         match D {
-            2 => {
-                let delta = self.inner.delta2();
-                let shape = delta.shape();
-                delta.reshape::<D, _>(shape)
-            }
-            3 => {
-                let delta = self.inner.delta3();
-                let shape = delta.shape();
-                delta.reshape::<D, _>(shape)
-            }
-            4 => {
-                let delta = self.inner.delta4();
-                let shape = delta.shape();
-                delta.reshape::<D, _>(shape)
-            }
-            _ => {
-                let delta = self.inner.delta5();
-                let shape = delta.shape();
-                delta.reshape::<D, _>(shape)
-            }
+            2 => same_rank(self.inner.delta2()),
+            3 => same_rank(self.inner.delta3()),
+            4 => same_rank(self.inner.delta4()),
+            _ => same_rank(self.inner.delta5()),
         }
     }
 
@@ -432,42 +405,45 @@ impl Adapter for AnyAdapter {
     }
 
     fn channel_scale<const D: usize>(&self, adapted: &Tensor<D>) -> Option<Tensor<D>> {
-        /// `Tensor<A>` as `Tensor<B>` when `A == B`.
-        fn same<const A: usize, const B: usize>(t: Tensor<A>) -> Tensor<B> {
-            let shape = t.shape();
-            t.reshape(shape)
-        }
         if self.transposed {
             // The adapter sees the PyTorch layout [out, in]; its [out, 1] comes back as [1, out].
-            let v: Tensor<2> = same(adapted.clone()).transpose();
+            let v: Tensor<2> = same_rank(adapted.clone()).transpose();
             return self
                 .inner
                 .channel_scale2(&v)
-                .map(|s| same::<2, D>(s.transpose()));
+                .map(|s| same_rank::<2, D>(s.transpose()));
         }
         match D {
-            2 => self.inner.channel_scale2(&same(adapted.clone())).map(same),
-            3 => self.inner.channel_scale3(&same(adapted.clone())).map(same),
-            4 => self.inner.channel_scale4(&same(adapted.clone())).map(same),
-            5 => self.inner.channel_scale5(&same(adapted.clone())).map(same),
+            2 => self
+                .inner
+                .channel_scale2(&same_rank(adapted.clone()))
+                .map(same_rank),
+            3 => self
+                .inner
+                .channel_scale3(&same_rank(adapted.clone()))
+                .map(same_rank),
+            4 => self
+                .inner
+                .channel_scale4(&same_rank(adapted.clone()))
+                .map(same_rank),
+            5 => self
+                .inner
+                .channel_scale5(&same_rank(adapted.clone()))
+                .map(same_rank),
             _ => None,
         }
     }
 
     fn with_base<const D: usize>(self, base: &Tensor<D>) -> Self {
-        fn same<const A: usize, const B: usize>(t: Tensor<A>) -> Tensor<B> {
-            let shape = t.shape();
-            t.reshape(shape)
-        }
         let inner = if self.transposed {
-            let w: Tensor<2> = same::<D, 2>(base.clone()).transpose();
+            let w: Tensor<2> = same_rank::<D, 2>(base.clone()).transpose();
             self.inner.with_base2(&w)
         } else {
             match D {
-                2 => self.inner.with_base2(&same(base.clone())),
-                3 => self.inner.with_base3(&same(base.clone())),
-                4 => self.inner.with_base4(&same(base.clone())),
-                5 => self.inner.with_base5(&same(base.clone())),
+                2 => self.inner.with_base2(&same_rank(base.clone())),
+                3 => self.inner.with_base3(&same_rank(base.clone())),
+                4 => self.inner.with_base4(&same_rank(base.clone())),
+                5 => self.inner.with_base5(&same_rank(base.clone())),
                 _ => self.inner,
             }
         };

@@ -5,6 +5,7 @@ use burn::nn::conv::{Conv1d, Conv2d, Conv3d};
 use burn::nn::{PaddingConfig1d, PaddingConfig2d, PaddingConfig3d};
 use burn::tensor::Tensor;
 
+use crate::functional::conv::same_rank;
 use crate::geometry::{ConvGeometry, Padding};
 
 /// A convolution layer that conv LoRA can wrap.
@@ -42,11 +43,6 @@ pub trait ConvLayer: Module + ModuleDisplay {
     /// # Panics
     /// If `N != DIMS + 2`.
     fn forward_with_delta<const N: usize>(&self, x: Tensor<N>, delta: Tensor<N>) -> Tensor<N>;
-}
-
-fn same_rank<const A: usize, const B: usize>(x: Tensor<A>) -> Tensor<B> {
-    let shape = x.shape();
-    x.reshape(shape)
 }
 
 impl ConvLayer for Conv1d {

@@ -83,6 +83,15 @@ fn tensor<const N: usize>(f: &Factor, device: &Device) -> Tensor<N> {
     Tensor::from_data(TensorData::new(f.values.clone(), shape), device)
 }
 
+/// A factor as the matrix `[first axis, the rest]`.
+fn matrix(f: &Factor, device: &Device) -> Tensor<2> {
+    let rows = f.shape.first().copied().unwrap_or(1).max(1);
+    Tensor::from_data(
+        TensorData::new(f.values.clone(), [rows, f.values.len() / rows]),
+        device,
+    )
+}
+
 /// Build the adapter of `layer` for the burn weight at `path` of (burn) shape `shape` on
 /// `device`.
 fn build(
@@ -232,14 +241,7 @@ fn build_torch(
             // hada_t{1,2} [r, r, k..].
             let a = f("hada_w1_a");
             let r = a.shape.first().copied().unwrap_or(0);
-            let flat = |n: &str| {
-                let x = f(n);
-                let rows = x.shape.first().copied().unwrap_or(1).max(1);
-                Tensor::<2>::from_data(
-                    TensorData::new(x.values.clone(), [rows, x.values.len() / rows]),
-                    device,
-                )
-            };
+            let flat = |n: &str| matrix(f(n), device);
             let adapter = LoHaTuckerAdapter {
                 w1_a: Param::from_tensor(flat("hada_w1_a").transpose()),
                 w1_b: Param::from_tensor(flat("hada_w1_b")),
@@ -285,23 +287,16 @@ fn build_torch(
                 .into(),
         )),
         "lokr" => {
-            let matrix = |n: &str| {
-                let x = f(n);
-                let rows = x.shape[0];
-                Tensor::<2>::from_data(
-                    TensorData::new(x.values.clone(), [rows, x.values.len() / rows.max(1)]),
-                    device,
-                )
-            };
+            let mat = |n: &str| matrix(f(n), device);
             let w1 = if layer.factors.contains_key("lokr_w1") {
-                matrix("lokr_w1")
+                mat("lokr_w1")
             } else {
-                matrix("lokr_w1_a").matmul(matrix("lokr_w1_b"))
+                mat("lokr_w1_a").matmul(mat("lokr_w1_b"))
             };
             let w2 = if layer.factors.contains_key("lokr_w2") {
-                Err(matrix("lokr_w2"))
+                Err(mat("lokr_w2"))
             } else {
-                Ok((matrix("lokr_w2_a"), matrix("lokr_w2_b")))
+                Ok((mat("lokr_w2_a"), mat("lokr_w2_b")))
             };
             Ok(AnyAdapter::new(LoKrAdapter::from_factors(
                 path,
@@ -527,17 +522,6 @@ impl ModuleVisitor for Collector {
     }
 }
 
-/// A row-major `[rows, cols]` matrix, transposed.
-fn transposed(rows: usize, cols: usize, v: &[f32]) -> Vec<f32> {
-    let mut out = vec![0f32; v.len()];
-    for i in 0..rows {
-        for j in 0..cols {
-            out[j * rows + i] = v[i * cols + j];
-        }
-    }
-    out
-}
-
 fn ones(n: usize) -> impl Iterator<Item = usize> {
     std::iter::repeat_n(1, n)
 }
@@ -643,12 +627,12 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
             // LyCORIS's Tucker layout: the output sides transposed, the cores unflattened.
             for which in ["1", "2"] {
                 let (da, va) = get(&format!("w{which}_a"))?;
-                put(
-                    &mut f,
-                    &format!("hada_w{which}_a"),
-                    vec![da[1], da[0]],
-                    transposed(da[0], da[1], va),
-                );
+                let a = Factor {
+                    shape: da.clone(),
+                    values: va.clone(),
+                }
+                .transposed();
+                f.insert(format!("hada_w{which}_a"), a);
                 let (db, vb) = get(&format!("w{which}_b"))?;
                 put(&mut f, &format!("hada_w{which}_b"), db.clone(), vb.clone());
                 let (dt, vt) = get(&format!("t{which}"))?;
@@ -697,13 +681,11 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
                 [d_in, d_out] => vec![*d_out, *d_in],
                 _ => k.clone(),
             };
-            let list: Vec<(String, Vec<usize>, Vec<f32>)> = parts
-                .iter()
-                .map(|(n, (d, v))| (n.clone(), (*d).clone(), (*v).clone()))
-                .collect();
-            let factors = crate::algorithm::module::export(&list);
-            let rank = module.exported_rank(&torch, &factors)?;
-            Some((algorithm, factors, rank))
+            for (name, (d, v)) in &parts {
+                put(&mut f, name, (*d).clone(), (*v).clone());
+            }
+            let rank = module.exported_rank(&torch, &f)?;
+            Some((algorithm, f, rank))
         }
     }
 }

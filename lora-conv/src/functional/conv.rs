@@ -78,3 +78,13 @@ pub fn pointwise<const N: usize>(x: Tensor<N>, w: Tensor<2>) -> Tensor<N> {
     let w = w.reshape::<N, _>(burn::tensor::Shape::from(shape));
     conv_nd(x, w, &vec![1; d], &vec![(0, 0); d], &vec![1; d], 1)
 }
+
+/// `x` as a `Tensor<B>`, for code generic in the rank that knows `A == B` (a reshape to the
+/// same shape changes only the static rank).
+///
+/// # Panics
+/// If `A != B` (a programmer error).
+pub(crate) fn same_rank<const A: usize, const B: usize>(x: Tensor<A>) -> Tensor<B> {
+    let shape = x.shape();
+    x.reshape(shape)
+}

@@ -16,7 +16,7 @@ mod cp;
 mod loha;
 mod lokr;
 mod lora;
-pub(crate) mod module;
+mod module;
 mod tucker;
 
 pub use cp::Cp;
@@ -217,6 +217,25 @@ impl Factor {
         let rows = rows.max(1);
         let cols = self.values.len() / rows;
         Tensor::from_data(TensorData::new(self.values.clone(), [rows, cols]), &cpu())
+    }
+
+    /// A 2-D factor transposed (`[rows, cols]` -> `[cols, rows]`); any other factor as it is.
+    pub fn transposed(&self) -> Factor {
+        match self.shape[..] {
+            [rows, cols] => {
+                let mut values = vec![0f32; self.values.len()];
+                for i in 0..rows {
+                    for j in 0..cols {
+                        values[j * rows + i] = self.values[i * cols + j];
+                    }
+                }
+                Factor {
+                    shape: vec![cols, rows],
+                    values,
+                }
+            }
+            _ => self.clone(),
+        }
     }
 
     /// Whether every axis from `from` on has size 1.

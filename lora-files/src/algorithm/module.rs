@@ -14,7 +14,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use lora_conv::{AnyAdapter, ConvVariant};
 use lora_core::{Adapter, AdapterSpec};
 
-use super::{Algorithm, Delta, Factor, Factors, Site, cpu};
+use super::{Algorithm, Delta, Factors, Site, cpu};
 use crate::error::{FileError, Result};
 
 /// The file algorithm of a `lora_conv` adapter type.
@@ -255,23 +255,6 @@ fn flat<const D: usize>(t: Tensor<D>) -> Tensor<2> {
     let rows = dims.first().copied().unwrap_or(1);
     let rest = dims.iter().skip(1).product();
     t.reshape([rows, rest])
-}
-
-/// The factors of a model's adapter of a registered type, by their module paths, as a file
-/// holds them.
-pub(crate) fn export(parts: &[(String, Vec<usize>, Vec<f32>)]) -> Factors {
-    parts
-        .iter()
-        .map(|(name, shape, values)| {
-            (
-                name.clone(),
-                Factor {
-                    shape: shape.clone(),
-                    values: values.clone(),
-                },
-            )
-        })
-        .collect()
 }
 
 impl Module {

@@ -138,7 +138,7 @@ pub fn read(path: &Path, registry: &Registry) -> Result<AdapterFile> {
             let factor = Factor { shape, values };
             // Version 1 stored CP's down factor as [in, r].
             let factor = if meta.version == 1 && lm.algorithm == "cp" && name == "cp_down" {
-                transposed(factor)
+                factor.transposed()
             } else {
                 factor
             };
@@ -203,25 +203,6 @@ pub fn read(path: &Path, registry: &Registry) -> Result<AdapterFile> {
         replacements,
         rslora: meta.rslora,
     })
-}
-
-/// A 2-D factor transposed.
-fn transposed(f: Factor) -> Factor {
-    match f.shape[..] {
-        [rows, cols] => {
-            let mut values = vec![0f32; f.values.len()];
-            for i in 0..rows {
-                for j in 0..cols {
-                    values[j * rows + i] = f.values[i * cols + j];
-                }
-            }
-            Factor {
-                shape: vec![cols, rows],
-                values,
-            }
-        }
-        _ => f,
-    }
 }
 
 /// Write a native adapter file (atomically). Every algorithm can be written.
