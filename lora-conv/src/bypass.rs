@@ -210,24 +210,24 @@ impl<C: ConvLayer> LoraConv<C> {
             padding: &padding,
             dilation,
         };
-        // A type without a cheaper branch convolves with its recomposed update.
+        // A type without a cheaper branch convolves with its recomposed update (kept, so that
+        // a weight-decomposed type below does not recompose it again).
+        let mut delta = None;
         let branch = match self.adapter.branch(input.clone(), &conv) {
             Some(branch) => branch,
-            None => conv_nd(
-                input,
-                self.adapter.delta_weight::<N>(),
-                stride,
-                &padding,
-                dilation,
-                1,
-            ),
+            None => {
+                let update = self.adapter.delta_weight::<N>();
+                delta = Some(update.clone());
+                conv_nd(input, update, stride, &padding, dilation, 1)
+            }
         };
         if self.adapter.additive() {
             return self.base.forward_nd(x) + branch;
         }
         // Weight-decomposed (DoRA): W' = s ⊙ V per output channel, so
         // y = s ⊙ (conv(x, W) + branch) + bias, with s from V = W + scale·ΔW.
-        let v = self.base.kernel::<N>() + self.adapter.delta_weight::<N>();
+        let delta = delta.unwrap_or_else(|| self.adapter.delta_weight::<N>());
+        let v = self.base.kernel::<N>() + delta;
         let Some(s) = self.adapter.channel_scale(&v) else {
             return self.base.forward_nd(x) + branch;
         };
