@@ -467,3 +467,36 @@ fn the_recorded_scale_survives_inflation() {
         panic!("{e}");
     }
 }
+
+/// Mean (I3D) inflation of trained adapters is exact on a depth-constant volume, for every
+/// type: each inflated update sums over depth to the 2D one (CP's depth factor is `1/kd`,
+/// LoHa repeats its second factor, DoRA's magnitude is scaled by the profile's L2 norm).
+#[test]
+fn mean_inflated_adapters_are_exact_on_depth_constant_volumes() {
+    use burn::tensor::Distribution;
+    let device = Device::flex();
+    for variant in VARIANTS {
+        let (_, net2d) = adapted(0, variant, &device);
+        let options = InflateOptions::new(3)
+            .with_mode(InflateMode::Mean)
+            .with_depth_padding(0);
+        let net3d = inflate(net2d.clone(), &options).unwrap();
+        let image = Tensor::<4>::random([2, 2, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        // Three depth-3 convs without depth padding leave 3 of 9 slices.
+        let y3 = net3d.forward(image.clone().unsqueeze_dim::<5>(2).repeat_dim(2, 9));
+        let want = net2d.forward(image);
+        let [b, k, d, _, _] = y3.dims();
+        for s in 0..d {
+            let got = y3
+                .clone()
+                .slice([0..b, 0..k, s..s + 1, 0..1, 0..1])
+                .reshape([b, k, 1, 1]);
+            assert_close(
+                got,
+                want.clone(),
+                OUT,
+                &format!("{variant:?} mean, slice {s}"),
+            );
+        }
+    }
+}
