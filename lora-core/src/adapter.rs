@@ -267,15 +267,6 @@ impl<A: Adapter> ModuleDisplay for LoraParam<A> {
     }
 }
 
-/// Whether a `[1]` integer flag parameter (such as [`LoraParam::merged`]) is non-zero.
-pub(crate) fn flag_is_set<const D: usize>(flag: &Param<Tensor<D, Int>>) -> bool {
-    flag.val()
-        .into_data()
-        .iter::<i64>()
-        .next()
-        .is_some_and(|v| v != 0)
-}
-
 impl<A: Adapter> Reparameterization for LoraParam<A> {
     const NAME: &'static str = "lora";
 

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{FloatDType, Int, Tensor};
 
-use crate::adapter::{flag_is_set, merge_state};
+use crate::adapter::{flag_value, merge_state};
 use crate::{LoraError, Result};
 
 /// An adapted weight of a model.
@@ -121,7 +121,7 @@ impl ModuleVisitor for AdapterFinder {
             && self.at.last() == Some("merged")
             && let Some(found) = self.found.last_mut()
         {
-            found.merged = flag_is_set(param);
+            found.merged = flag_value(param) == merge_state::MERGED;
             found.ours = true;
         }
         if self.at.depth() == 1
