@@ -7,7 +7,7 @@
 
 use benches::cnn;
 use burn::tensor::Device;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use lora_conv::{ConvFactory, ConvVariant, ForwardMode};
 use lora_core::testing::randomize_adapters;
 
@@ -55,4 +55,9 @@ criterion_group! {
         .measurement_time(std::time::Duration::from_secs(2));
     targets = bench
 }
-criterion_main!(infer_benches);
+fn main() {
+    // As the experiment binaries run (see experiments::alloc).
+    experiments::alloc::keep_freed_memory();
+    infer_benches();
+    Criterion::default().configure_from_args().final_summary();
+}

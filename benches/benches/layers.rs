@@ -11,7 +11,7 @@ use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Conv3d, Conv3dC
 use burn::nn::{PaddingConfig1d, PaddingConfig2d, PaddingConfig3d};
 use burn::tensor::{Device, Distribution, Shape, Tensor};
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, criterion_group};
 use lora_conv::{ConvLayer, ConvVariant, ForwardMode, LoraConv};
 use lora_core::AdapterSpec;
 
@@ -107,4 +107,9 @@ criterion_group! {
         .measurement_time(std::time::Duration::from_secs(2));
     targets = bench
 }
-criterion_main!(layer_benches);
+fn main() {
+    // As the experiment binaries run (see experiments::alloc).
+    experiments::alloc::keep_freed_memory();
+    layer_benches();
+    Criterion::default().configure_from_args().final_summary();
+}

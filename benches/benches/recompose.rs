@@ -6,7 +6,7 @@
 use benches::SHAPES;
 use benches::loops::{self, recompose_flops};
 use burn::tensor::{Device, Distribution, Tensor};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use lora_conv::ConvVariant;
 use lora_conv::functional::recompose;
 
@@ -88,4 +88,9 @@ criterion_group! {
         .measurement_time(std::time::Duration::from_secs(1));
     targets = bench
 }
-criterion_main!(recompose_benches);
+fn main() {
+    // As the experiment binaries run (see experiments::alloc).
+    experiments::alloc::keep_freed_memory();
+    recompose_benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -7,7 +7,7 @@
 use benches::RANKS;
 use benches::cnn::{self, Trainer};
 use burn::tensor::Device;
-use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, criterion_group};
 use lora_conv::{ConvVariant, ForwardMode};
 
 fn bench(c: &mut Criterion) {
@@ -40,4 +40,9 @@ criterion_group! {
         .measurement_time(std::time::Duration::from_secs(4));
     targets = bench
 }
-criterion_main!(train_benches);
+fn main() {
+    // As the experiment binaries run (see experiments::alloc).
+    experiments::alloc::keep_freed_memory();
+    train_benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -40,7 +40,12 @@ pub struct ConvRates {
 pub struct CostModel {
     /// Convolutions whose kernel has more than one tap (`K > 1`), one group.
     pub spatial: ConvRates,
-    /// 1x..x1 convolutions (channel mixes).
+    /// The same with at most [`NARROW`] input or output channels (an adapter's kxk down conv,
+    /// or Tucker-2's r->r core): `flex` runs them several times below the wide rate (64->4 at
+    /// 56x56 reaches about a sixth of 64->64's forward rate).
+    pub narrow: ConvRates,
+    /// 1x..x1 channel mixes. A branch runs them as batched matmuls
+    /// ([`crate::functional::conv::pointwise`]); this is their rate at an adapter's widths.
     pub pointwise: ConvRates,
     /// Depthwise convolutions (one input channel per group).
     pub depthwise: ConvRates,
@@ -53,28 +58,35 @@ pub struct CostModel {
 }
 
 impl Default for CostModel {
-    /// Calibrated on the development machine on 2026-11-29: 2 cores (AVX-512), burn 0.22.1
-    /// `flex` with `rayon`, `simd` and `x86-v4`, by `./scripts/bench.sh calibrate`.
+    /// Calibrated on the development machine on 2026-11-30: 2 cores (AVX-512), burn 0.22.1
+    /// `flex` with `rayon`, `simd` and `x86-v4`, glibc malloc kept from trimming
+    /// (`experiments::alloc`), by `./scripts/bench.sh calibrate` (three runs agreed within
+    /// about 10%, but for the depthwise forward, which came out at 10.6 or 18.7 GFLOP/s).
     fn default() -> Self {
         Self {
             spatial: ConvRates {
-                forward: 35.0e9,
-                input_grad: 44.1e9,
-                weight_grad: 29.2e9,
+                forward: 78.0e9,
+                input_grad: 91.0e9,
+                weight_grad: 55.0e9,
+            },
+            narrow: ConvRates {
+                forward: 13.0e9,
+                input_grad: 7.6e9,
+                weight_grad: 9.0e9,
             },
             pointwise: ConvRates {
-                forward: 54.9e9,
-                input_grad: 36.4e9,
-                weight_grad: 9.46e9,
+                forward: 40.0e9,
+                input_grad: 28.0e9,
+                weight_grad: 58.0e9,
             },
             depthwise: ConvRates {
-                forward: 10.6e9,
-                input_grad: 0.854e9,
-                weight_grad: 0.739e9,
+                forward: 15.0e9,
+                input_grad: 2.0e9,
+                weight_grad: 0.88e9,
             },
-            matmul: 32.0e9,
-            bandwidth: 4.36e9,
-            op_seconds: 0.43e-6,
+            matmul: 137.0e9,
+            bandwidth: 45.0e9,
+            op_seconds: 0.36e-6,
         }
     }
 }
@@ -116,9 +128,15 @@ impl Workload {
     }
 }
 
+/// A kxk conv with at most this many input or output channels runs at the
+/// [`CostModel::narrow`] rates.
+pub const NARROW: usize = 16;
+
 /// One convolution of a form: its size and which passes it runs.
 struct ConvOp {
     kind: OpKind,
+    /// Whether it has at most [`NARROW`] input or output channels.
+    narrow: bool,
     /// Forward FLOP: 2·B·positions_out·out·in_per_group·K.
     flops: f64,
     /// Input + output + weight elements.
@@ -142,6 +160,7 @@ impl CostModel {
     /// Seconds one conv op takes, all its passes.
     fn conv(&self, op: &ConvOp) -> f64 {
         let rates = match op.kind {
+            OpKind::Spatial if op.narrow => self.narrow,
             OpKind::Spatial => self.spatial,
             OpKind::Pointwise => self.pointwise,
             OpKind::Depthwise => self.depthwise,
@@ -252,6 +271,7 @@ impl CostModel {
         };
         let conv = ConvOp {
             kind,
+            narrow: s.min(t) <= NARROW as f64,
             flops: 2.0 * b * n_out * t * c * k,
             elements: b * (s * n_in + t * n_out) + weight,
             input_grad: work.training && work.input_grad,
@@ -275,6 +295,7 @@ impl CostModel {
         let first_dx = train && work.input_grad;
         let op = |kind, cin: f64, cout: f64, taps: f64, pin: f64, pout: f64, dx: bool| ConvOp {
             kind,
+            narrow: cin.min(cout) <= NARROW as f64,
             flops: 2.0 * b * pout * cout * cin * taps,
             elements: b * (cin * pin + cout * pout) + cout * cin * taps,
             input_grad: dx,
@@ -403,6 +424,58 @@ mod tests {
             let dora = cost(ForwardMode::Bypass, ConvVariant::Dora);
             let locon = cost(ForwardMode::Bypass, ConvVariant::LoCon);
             assert!(dora > locon, "dora bypass {dora} vs locon bypass {locon}");
+        }
+    }
+
+    /// A kxk conv with few input or output channels is priced at the narrow rates: LoCon's
+    /// down conv (64 -> 4) costs its FLOPs at `narrow`, so making `narrow` as fast as
+    /// `spatial` makes LoCon's bypass cheaper, and Tucker-2's (whose kxk conv is its r->r
+    /// core) cheaper too, while the wide base conv's cost does not move.
+    #[test]
+    fn narrow_convs_pay_the_narrow_rates() {
+        let slow = CostModel::default();
+        let fast = CostModel {
+            narrow: slow.spatial,
+            ..slow
+        };
+        let g = ConvGeometry {
+            padding: crate::geometry::Padding::Explicit(vec![(1, 1), (1, 1)]),
+            ..ConvGeometry::new(64, 64, vec![3, 3])
+        };
+        let work = Workload::training(8, vec![56, 56]);
+        for variant in [ConvVariant::LoCon, ConvVariant::Tucker2] {
+            let bp = |m: &CostModel| m.seconds(ForwardMode::Bypass, variant, &g, 4, &work);
+            assert!(
+                bp(&fast) < bp(&slow),
+                "{variant}: {} vs {}",
+                bp(&fast),
+                bp(&slow)
+            );
+        }
+        // The LoCon down conv alone: 2·B·P·r·s·K FLOPs per pass at the narrow rates.
+        let ws =
+            |m: &CostModel| m.seconds(ForwardMode::WeightSpace, ConvVariant::LoCon, &g, 4, &work);
+        assert_eq!(ws(&fast), ws(&slow));
+        let flops = 2.0 * 8.0 * 56.0 * 56.0 * 4.0 * 64.0 * 9.0;
+        let rates = |r: ConvRates| flops / r.forward + flops / r.input_grad + flops / r.weight_grad;
+        let gap = (bp_of(&slow) - bp_of(&fast)) - (rates(slow.narrow) - rates(slow.spatial));
+        assert!(
+            gap.abs() < 1e-9,
+            "the down conv's price moved by another amount: {gap}"
+        );
+
+        fn bp_of(m: &CostModel) -> f64 {
+            let g = ConvGeometry {
+                padding: crate::geometry::Padding::Explicit(vec![(1, 1), (1, 1)]),
+                ..ConvGeometry::new(64, 64, vec![3, 3])
+            };
+            m.seconds(
+                ForwardMode::Bypass,
+                ConvVariant::LoCon,
+                &g,
+                4,
+                &Workload::training(8, vec![56, 56]),
+            )
         }
     }
 

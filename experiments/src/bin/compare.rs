@@ -48,6 +48,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    experiments::alloc::keep_freed_memory();
     let args = Args::parse();
     if let Some(Command::Report { out, dirs }) = args.command {
         return match merge(&out, &dirs) {

@@ -44,6 +44,7 @@ impl Mlp {
 }
 
 fn main() -> ExitCode {
+    experiments::alloc::keep_freed_memory();
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    experiments::alloc::keep_freed_memory();
     let args = Args::parse();
     let common = args.common;
     let overrides = match common.overrides() {

@@ -51,10 +51,15 @@ pub fn tucker2(down: Tensor<2>, mid: Tensor<2>, up: Tensor<2>, scale: f64) -> Te
 pub fn cp(up: Tensor<2>, down: Tensor<2>, spatial: &[Tensor<2>], scale: f64) -> Tensor<2> {
     let [t, r] = up.dims();
     let [_, c] = down.dims();
-    let device = up.device();
-    // S[r, i_1..i_d] = Π_j F_j[i_j, r], built as a Khatri-Rao product over the axes.
-    let mut s = Tensor::<2>::ones([r, 1], &device);
-    for f in spatial {
+    // S[r, i_1..i_d] = scale · Π_j F_j[i_j, r], built as a Khatri-Rao product over the axes.
+    // The scale rides on the first (smallest) factor, and the product starts from it rather
+    // than from ones: each op here costs more in dispatch than in arithmetic at these sizes.
+    let mut axes = spatial.iter();
+    let mut s = match axes.next() {
+        Some(f) => f.clone().transpose().mul_scalar(scale),
+        None => Tensor::<2>::ones([r, 1], &up.device()).mul_scalar(scale),
+    };
+    for f in axes {
         let [k, _] = f.dims();
         let p = s.dims()[1];
         s = (s.reshape([r, p, 1]) * f.clone().transpose().reshape([r, 1, k])).reshape([r, p * k]);
@@ -62,7 +67,5 @@ pub fn cp(up: Tensor<2>, down: Tensor<2>, spatial: &[Tensor<2>], scale: f64) -> 
     let kv = s.dims()[1];
     // VS[r, s, k] = V[r, s] S[r, k]
     let vs = down.reshape([r, c, 1]) * s.reshape([r, 1, kv]);
-    up.mul_scalar(scale)
-        .matmul(vs.reshape([r, c * kv]))
-        .reshape([t, c * kv])
+    up.matmul(vs.reshape([r, c * kv])).reshape([t, c * kv])
 }
