@@ -8,6 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET="${CARGO_TARGET_DIR:-target}"
+# Absolute: cargo runs each bench from its package's folder, so a relative BENCH_OUT would land
+# under benches/ instead of where the report reads it.
+mkdir -p "$TARGET"
+TARGET="$(cd "$TARGET" && pwd)"
 export BENCH_OUT="$TARGET/bench-extra"
 mkdir -p "$BENCH_OUT"
 BENCHES=("$@")
