@@ -187,9 +187,13 @@ fn training_loop_gives_the_same_curves() {
             "a",
         )
         .unwrap();
+        // The forms sum in different orders (one conv with the recomposed kernel against a
+        // conv chain and matmuls), and 20 Adam steps at lr 1e-2 amplify the rounding: the
+        // curves agree to about 1e-4 relative, so the bound is 1e-3. A wrong branch (a dropped
+        // scale, a transposed factor) moves the loss by far more.
         for (x, y) in a.loss_curve.iter().zip(&b.loss_curve) {
             assert!(
-                (x - y).abs() < 1e-4 * x.abs().max(1.0),
+                (x - y).abs() < 1e-3 * x.abs().max(1.0),
                 "{variant:?}: {:?} vs {:?}",
                 a.loss_curve,
                 b.loss_curve

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use burn::tensor::Device;
-use lora_conv::ConvVariant;
+use lora_conv::ForwardMode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -19,8 +19,9 @@ use crate::train::{Classifier, TrainConfig, predict, train};
 /// Measured throughput.
 #[derive(Debug, Clone)]
 pub struct Throughput {
-    /// Training steps per second per probe: `full`, `head`, and each adapter type of the plan (weight
-    /// space, at the probe rank) and `locon-bypass`.
+    /// Training steps per second per probe: `full`, `head`, and each adapter type of the plan
+    /// at the probe rank in its three forms: `<type>` (weight-space, as the sweeps and the main
+    /// final runs train), `<type>-bypass` and `<type>-auto` (the twins).
     pub train: Vec<(String, f64)>,
     /// Examples per second in inference (batches of 256).
     pub inference: f64,
@@ -104,17 +105,12 @@ pub fn probe(plan: &Plan, steps: usize, device: &Device) -> Result<Throughput> {
     for &variant in &plan.variants {
         let layers = plan_ranks(variant, rank, &cnn.geometries(), "blocks.");
         let adapted = with_adapters(&base, variant, &layers, false)?;
-        if variant == ConvVariant::LoCon {
-            let bypass = with_bypass(
-                base.clone(),
-                &adapted,
-                variant,
-                lora_conv::ForwardMode::Bypass,
-                device,
-            )?;
+        for form in [ForwardMode::Bypass, ForwardMode::Auto] {
+            // Grouped convs refuse bypass; the experiment CNN has none.
+            let twin = with_bypass(base.clone(), &adapted, variant, form, device)?;
             train.push((
-                "locon-bypass".into(),
-                time_steps(bypass, plan, steps, device)?,
+                format!("{variant}-{}", form.name()),
+                time_steps(twin, plan, steps, device)?,
             ));
         }
         train.push((
@@ -140,13 +136,13 @@ pub fn probe(plan: &Plan, steps: usize, device: &Device) -> Result<Throughput> {
 /// `full` rate; none if the checkpoint is cached), every sweep and final run at its method's
 /// rate, and every validation and test pass at the inference rate.
 pub fn estimate(plan: &Plan, t: &Throughput, pretrained_cached: bool) -> f64 {
-    let rate = |m: Method, bypass: bool| match m {
+    let rate = |m: Method, form: ForwardMode| match m {
         Method::Scratch | Method::Full => t.rate("full"),
         Method::Head => t.rate("head"),
-        Method::Adapter { variant, .. } if bypass && variant == ConvVariant::LoCon => {
-            t.rate("locon-bypass")
+        Method::Adapter { variant, .. } if form == ForwardMode::WeightSpace => {
+            t.rate(&variant.to_string())
         }
-        Method::Adapter { variant, .. } => t.rate(&variant.to_string()),
+        Method::Adapter { variant, .. } => t.rate(&format!("{variant}-{}", form.name())),
     };
     let evals = |steps: usize| {
         let period = steps.div_ceil(plan.evals.max(1)).max(1);
@@ -163,18 +159,17 @@ pub fn estimate(plan: &Plan, t: &Throughput, pretrained_cached: bool) -> f64 {
         let grid = plan.grid(cell.method).len() as f64;
         let s = plan.sweep_steps();
         seconds += grid
-            * (s as f64 / rate(cell.method, false)
+            * (s as f64 / rate(cell.method, ForwardMode::WeightSpace)
                 + (evals(s) * plan.val_examples) as f64 / t.inference);
-        let per_final = plan.steps as f64 / rate(cell.method, false)
-            + (evals(plan.steps) * plan.val_examples + plan.test_examples) as f64 / t.inference;
-        seconds += plan.seeds.len() as f64 * per_final;
+        let per_final = |form| {
+            plan.steps as f64 / rate(cell.method, form)
+                + (evals(plan.steps) * plan.val_examples + plan.test_examples) as f64 / t.inference
+        };
+        seconds += plan.seeds.len() as f64 * per_final(ForwardMode::WeightSpace);
         if plan.has_twins(&cell) {
-            // The bypass twin at the bypass rate, the auto twin at the weight-space rate.
-            seconds += plan.seeds.len() as f64 * per_final;
+            // The bypass and auto twins, each at its own measured rate.
             seconds += plan.seeds.len() as f64
-                * (plan.steps as f64 / rate(cell.method, true)
-                    + (evals(plan.steps) * plan.val_examples + plan.test_examples) as f64
-                        / t.inference);
+                * (per_final(ForwardMode::Bypass) + per_final(ForwardMode::Auto));
         }
     }
     seconds
@@ -191,7 +186,7 @@ pub fn describe(plan: &Plan, t: &Throughput, pretrained_cached: bool) -> String 
     for (name, rate) in &t.train {
         let _ = writeln!(
             out,
-            "  {name:10} {rate:7.2} steps/s{}",
+            "  {name:16} {rate:7.2} steps/s{}",
             if name != "full" && name != "head" {
                 format!(" (rank {})", t.rank)
             } else {
