@@ -24,6 +24,7 @@ pub mod error;
 pub mod inflate3d;
 pub mod methods;
 pub mod model;
+pub mod norm;
 pub mod record;
 pub mod report;
 pub mod stats;

@@ -12,6 +12,8 @@ use lora_3d::{Inflate, Inflation, PerSlice};
 use lora_conv::{ConvGeometry, LoraConv};
 use serde::{Deserialize, Serialize};
 
+use crate::norm::batch_norm;
+
 /// The shape of the CNN: conv widths, and after which convs a 2x2 max pool follows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CnnConfig {
@@ -209,7 +211,7 @@ impl<C: Conv2dLike> Cnn<C> {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = x;
         for block in &self.blocks {
-            x = self.act.forward(block.norm.forward(block.conv.run(x)));
+            x = self.act.forward(batch_norm(&block.norm, block.conv.run(x)));
             if let Some(pool) = &block.pool {
                 x = pool.forward(x);
             }
@@ -253,7 +255,9 @@ impl Cnn3d {
     pub fn forward(&self, x: Tensor<5>) -> Tensor<2> {
         let mut x = x;
         for block in &self.blocks {
-            x = self.act.forward(block.norm.forward(block.conv.forward(x)));
+            x = self
+                .act
+                .forward(batch_norm(&block.norm, block.conv.forward(x)));
             if let Some(pool) = &block.pool {
                 x = pool.forward(x);
             }
