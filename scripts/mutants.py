@@ -67,7 +67,7 @@ MUTANTS = [
      "    if !unmerged.is_empty() {", "    if unmerged.is_empty() && !unmerged.is_empty() {",
      "unmerging the unmerged is allowed"),
     ("finder-flag-false", "lora-core/src/merge.rs",
-     "found.merged = flag_is_set(param);", "found.merged = flag_is_set(param) && false;",
+     "found.merged = flag_value(param) == merge_state::MERGED;", "found.merged = false;",
      "adapted_params never reports merged"),
     ("tol-old-floor", "lora-core/src/testing.rs",
      "(self.rel * scale).max(self.abs)", "(self.rel * scale.max(1.0)).max(self.abs)",
