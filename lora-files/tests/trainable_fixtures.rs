@@ -1,4 +1,5 @@
-//! LoHa and LoKr written by the real LyCORIS 4.1.3 and DoRA written by PEFT 0.21.2, loaded as
+//! LoHa and LoKr written by the real LyCORIS 4.1.3 and DoRA written by PEFT 0.21.2 (also as a
+//! LyCORIS `dora_scale` file, converted by lora-files), loaded as
 //! trainable burn modules (`LoHaAdapter`, `LoKrAdapter`, `DoraAdapter`) onto a burn Conv2d: the adapted layer's output reproduces
 //! LyCORIS's to 1e-4, `lora_core::merge` reproduces its merged weight to 1e-5 (relative to the
 //! reference's largest magnitude), and unmerge gives the base back.
@@ -24,6 +25,18 @@ struct Net {
 }
 
 fn check(name: &str, algorithm: &str) {
+    let dir = fixture(name);
+    let path = if dir.join("adapter.safetensors").is_file() {
+        dir.join("adapter.safetensors")
+    } else {
+        dir.clone()
+    };
+    check_file(name, &path, algorithm);
+}
+
+/// The fixture `name`'s reference (base, input, outputs, merged weight) against the adapter
+/// file at `path`.
+fn check_file(name: &str, path: &std::path::Path, algorithm: &str) {
     let device = Device::flex();
     let dir = fixture(name);
     let reference = read(&dir.join("reference.safetensors"));
@@ -46,12 +59,7 @@ fn check(name: &str, algorithm: &str) {
         },
     };
     let options = ReadOptions::default();
-    let path = if dir.join("adapter.safetensors").is_file() {
-        dir.join("adapter.safetensors")
-    } else {
-        dir.clone()
-    };
-    let mut file = format::read(&path, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut file = format::read(path, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut state = StateDict::default();
     state.tensors.insert(
         "layer.weight".to_string(),
@@ -130,4 +138,32 @@ fn lycoris_lokr_full_w2_as_a_trainable_module() {
 #[test]
 fn peft_dora_as_a_trainable_module() {
     check("peft-dora-conv2d", "lora");
+}
+
+/// LyCORIS's DoRA layout (`dora_scale [out, 1, 1, 1]`, `wd_on_out`) onto a model: PEFT's DoRA
+/// fixture written as a LyCORIS file (lora-files' writer turns `lora_magnitude_vector` into
+/// `dora_scale`) and read back. LyCORIS adds f32's epsilon to the norm where PEFT adds none, a
+/// relative change of about 1e-7 on these norms, so PEFT's reference outputs and merged weight
+/// hold to the same tolerances.
+#[test]
+fn lycoris_dora_wd_on_out_as_a_trainable_module() {
+    use lora_files::{Format, MagnitudeLayout};
+    let name = "peft-dora-conv2d";
+    let peft = format::read(&fixture(name), &ReadOptions::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let dir = std::env::temp_dir().join(format!("lora-files-dora-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("dora-lycoris.safetensors");
+    format::write(&peft, Format::Lycoris, &path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let lycoris = format::read(&path, &ReadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let magnitude = lycoris.layers[0].magnitude.as_ref().expect("a dora_scale");
+    assert_eq!(magnitude.layout, MagnitudeLayout::LycorisOut);
+    let out = magnitude.values.len();
+    assert_eq!(
+        magnitude.shape,
+        vec![out, 1, 1, 1],
+        "dora_scale as LyCORIS stores it"
+    );
+    check_file(name, &path, "lora");
+    let _ = std::fs::remove_dir_all(&dir);
 }
