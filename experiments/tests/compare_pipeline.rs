@@ -6,77 +6,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use experiments::compare::plan::{Overrides, Plan};
-use experiments::data::idx::write_idx;
 use experiments::record::{LrChoice, RunRecord, read_runs};
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use lora_conv::ConvVariant;
 use lora_conv::functional::{full_count, max_rank, param_count};
 
-/// A 28x28 image of class `c`: a bright horizontal band at rows 2c..2c+4, plus noise.
-fn image(c: usize, noise: u64) -> Vec<u8> {
-    (0..784)
-        .map(|i| {
-            let row = i / 28;
-            let hash = (i as u64 + 1).wrapping_mul(noise.wrapping_mul(2654435761) + 97) % 61;
-            let band = if (2 * c..2 * c + 4).contains(&row) {
-                180
-            } else {
-                0
-            };
-            (band + hash) as u8
-        })
-        .collect()
-}
-
-fn write_gz(path: &Path, bytes: &[u8]) {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-    gz.write_all(bytes).unwrap();
-    std::fs::write(path, gz.finish().unwrap()).unwrap();
-}
-
 fn synthetic_data(dir: &Path, bad_label: bool) {
-    let fashion = dir.join("fashion-mnist");
-    std::fs::create_dir_all(&fashion).unwrap();
-    for (name, n) in [("train", 3000usize), ("t10k", 1000)] {
-        let mut labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        if bad_label {
-            labels[5] = 12;
-        }
-        let pixels: Vec<u8> = labels
-            .iter()
-            .enumerate()
-            .flat_map(|(i, &l)| image(l as usize % 10, i as u64))
-            .collect();
-        write_gz(
-            &fashion.join(format!("{name}-images-idx3-ubyte.gz")),
-            &write_idx(&[n, 28, 28], &pixels),
-        );
-        write_gz(
-            &fashion.join(format!("{name}-labels-idx1-ubyte.gz")),
-            &write_idx(&[n], &labels),
-        );
-    }
-    let mnist = dir.join("mnist");
-    std::fs::create_dir_all(&mnist).unwrap();
-    for digit in 0..10 {
-        let values: Vec<String> = (0..1000)
-            .flat_map(|k| image(9 - digit, 7 + k as u64))
-            .map(|b| format!("{}", (f64::from(b) / 255.0 * 1000.0).round() / 1000.0))
-            .collect();
-        std::fs::write(
-            mnist.join(format!("{digit}.json")),
-            format!("{{\"data\":[{}]}}", values.join(",")),
-        )
-        .unwrap();
-    }
+    experiments::data::synthetic::write(dir, bad_label).unwrap();
 }
 
 /// Flags of the tiny configuration every test here runs.

@@ -6,6 +6,7 @@ pub mod idx;
 pub mod mnist_json;
 pub mod nifti;
 pub mod split;
+pub mod synthetic;
 
 use std::path::{Path, PathBuf};
 
