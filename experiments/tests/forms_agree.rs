@@ -118,15 +118,18 @@ fn weight_space_bypass_and_auto_agree_on_the_cnn() {
             assert!(checked > 0, "{what}: no trainable parameter compared");
             // And after a few Adam steps. Training amplifies rounding: a max-pool or ReLU that
             // switches on a near tie routes a gradient elsewhere, and Adam normalises each
-            // element's step, so the logits drift apart by more than at init (up to 1.1e-4 of
-            // their magnitude in 12 seeds here); 1e-3 still catches a form that trains
-            // differently.
+            // element's step, so the logits drift apart by more than at init. With the
+            // experiments' batch norm (experiments::norm, whose backward rounds differently
+            // from burn's fused op) the drift reached 2.5e-3 of their magnitude (DoRA and LoKr
+            // bypass, 3 runs in 38 over 1e-3); the bound is 1e-2. A form that trains
+            // differently fails the gradient check above at 1e-4 first (a 10% scale error in
+            // Tucker-2's branch does).
             let (w, o) = (train(weight.clone(), &x, &y, 3), train(other, &x, &y, 3));
             assert_close(
                 logits(&w, &x),
                 logits(&o, &x),
                 Tol {
-                    rel: 1e-3,
+                    rel: 1e-2,
                     abs: 1e-5,
                 },
                 &format!("{what}: after 3 Adam steps"),
