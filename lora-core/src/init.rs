@@ -39,6 +39,19 @@ pub fn uniform_factor<const D: usize>(
     ))
 }
 
+/// A trainable factor drawn from `N(0, std²)` (LyCORIS's LoHa factors).
+pub fn normal_factor<const D: usize>(
+    shape: [usize; D],
+    std: f64,
+    device: &Device,
+) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::random(
+        shape,
+        Distribution::Normal(0.0, std),
+        device,
+    ))
+}
+
 /// A trainable all-zero factor: the output side of every adapter, so that the adapted model
 /// equals the base model when the adapter is attached.
 pub fn zero_factor<const D: usize>(shape: [usize; D], device: &Device) -> Param<Tensor<D>> {

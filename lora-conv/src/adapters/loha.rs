@@ -2,7 +2,8 @@
 //! updates, for linear weights and conv kernels.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Distribution, Shape, Tensor};
+use burn::tensor::{Device, Shape, Tensor};
+use lora_core::init::{normal_factor, zero_factor};
 use lora_core::{Adapter, AdapterSpec, Result};
 
 use crate::adapter::{ConvAdapter, Inflater};
@@ -54,18 +55,11 @@ impl ConvAdapter for LoHaAdapter {
             "min(out, in/groups·K)",
         )?;
         let r = spec.rank;
-        let normal = |shape: [usize; 2], std: f64| {
-            Param::from_tensor(Tensor::random(
-                shape,
-                Distribution::Normal(0.0, std),
-                device,
-            ))
-        };
         Ok(Self {
-            w1_a: normal([t, r], 0.1),
-            w1_b: normal([r, c * k], 1.0),
-            w2_a: Param::from_tensor(Tensor::zeros([t, r], device)),
-            w2_b: normal([r, c * k], 1.0),
+            w1_a: normal_factor([t, r], 0.1, device),
+            w1_b: normal_factor([r, c * k], 1.0, device),
+            w2_a: zero_factor([t, r], device),
+            w2_b: normal_factor([r, c * k], 1.0, device),
             scale: spec.scale(),
             shape: shape.to_vec(),
         })

@@ -2,11 +2,12 @@
 //! the two Hadamard factors is a Tucker-2 product whose core keeps the spatial axes.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Distribution, Shape, Tensor};
+use burn::tensor::{Device, Shape, Tensor};
+use lora_core::init::{normal_factor, zero_factor};
 use lora_core::{Adapter, AdapterSpec, Result};
 
 use crate::adapter::{ConvAdapter, Inflater};
-use crate::adapters::{product, weight_parts};
+use crate::adapters::{Tucker2Adapter, product, weight_parts};
 use crate::functional::recompose;
 
 /// `ΔW = scale · T(t1; w1_a, w1_b) ⊙ T(t2; w2_a, w2_b)` with
@@ -53,31 +54,21 @@ impl ConvAdapter for LoHaTuckerAdapter {
         let (t, c, k) = weight_parts(path, shape, 1..=3)?;
         spec.check(path, shape, Self::rank_limit(shape), "min(out, in/groups)")?;
         let r = spec.rank;
-        let normal = |shape: [usize; 2], std: f64| {
-            Param::from_tensor(Tensor::random(
-                shape,
-                Distribution::Normal(0.0, std),
-                device,
-            ))
-        };
         Ok(Self {
-            w1_a: normal([t, r], 0.1),
-            w1_b: normal([r, c], 1.0),
-            t1: normal([r, r * k], 0.1),
-            w2_a: Param::from_tensor(Tensor::zeros([t, r], device)),
-            w2_b: normal([r, c], 1.0),
-            t2: normal([r, r * k], 0.1),
+            w1_a: normal_factor([t, r], 0.1, device),
+            w1_b: normal_factor([r, c], 1.0, device),
+            t1: normal_factor([r, r * k], 0.1, device),
+            w2_a: zero_factor([t, r], device),
+            w2_b: normal_factor([r, c], 1.0, device),
+            t2: normal_factor([r, r * k], 0.1, device),
             scale: spec.scale(),
             shape: shape.to_vec(),
         })
     }
 
+    /// Two Tucker-2 factors.
     fn param_count(shape: &[usize], rank: usize) -> usize {
-        let [t, c, kernel @ ..] = shape else { return 0 };
-        let per_factor = rank
-            .saturating_mul(t.saturating_add(*c))
-            .saturating_add(rank.saturating_mul(rank).saturating_mul(product(kernel)));
-        per_factor.saturating_mul(2)
+        Tucker2Adapter::param_count(shape, rank).saturating_mul(2)
     }
 
     fn rank_limit(shape: &[usize]) -> usize {
@@ -106,12 +97,10 @@ impl ConvAdapter for LoHaTuckerAdapter {
         })
     }
 
+    /// Two Tucker-2 recompositions and their element-wise product.
     fn recompose_flops(shape: &[usize], rank: usize) -> f64 {
-        let [t, c, kernel @ ..] = shape else {
-            return 0.0;
-        };
-        let (t, c, k, r) = (*t as f64, *c as f64, product(kernel) as f64, rank as f64);
-        2.0 * (2.0 * r * r * k * c + 2.0 * t * r * c * k) + t * c * k
+        let [_, _, ..] = shape else { return 0.0 };
+        2.0 * Tucker2Adapter::recompose_flops(shape, rank) + product(shape) as f64
     }
 }
 
