@@ -135,8 +135,8 @@ pub const NARROW: usize = 16;
 /// One convolution of a form: its size and which passes it runs.
 struct ConvOp {
     kind: OpKind,
-    /// Whether it has at most [`NARROW`] input or output channels.
-    narrow: bool,
+    /// The smaller of its input and output channel counts.
+    width: f64,
     /// Forward FLOP: 2·B·positions_out·out·in_per_group·K.
     flops: f64,
     /// Input + output + weight elements.
@@ -160,7 +160,7 @@ impl CostModel {
     /// Seconds one conv op takes, all its passes.
     fn conv(&self, op: &ConvOp) -> f64 {
         let rates = match op.kind {
-            OpKind::Spatial if op.narrow => self.narrow,
+            OpKind::Spatial if op.width <= NARROW as f64 => self.narrow,
             OpKind::Spatial => self.spatial,
             OpKind::Pointwise => self.pointwise,
             OpKind::Depthwise => self.depthwise,
@@ -271,7 +271,7 @@ impl CostModel {
         };
         let conv = ConvOp {
             kind,
-            narrow: s.min(t) <= NARROW as f64,
+            width: s.min(t),
             flops: 2.0 * b * n_out * t * c * k,
             elements: b * (s * n_in + t * n_out) + weight,
             input_grad: work.training && work.input_grad,
@@ -295,7 +295,7 @@ impl CostModel {
         let first_dx = train && work.input_grad;
         let op = |kind, cin: f64, cout: f64, taps: f64, pin: f64, pout: f64, dx: bool| ConvOp {
             kind,
-            narrow: cin.min(cout) <= NARROW as f64,
+            width: cin.min(cout),
             flops: 2.0 * b * pout * cout * cin * taps,
             elements: b * (cin * pin + cout * pout) + cout * cin * taps,
             input_grad: dx,
@@ -443,13 +443,13 @@ mod tests {
             ..ConvGeometry::new(64, 64, vec![3, 3])
         };
         let work = Workload::training(8, vec![56, 56]);
+        let bp = |m: &CostModel, variant| m.seconds(ForwardMode::Bypass, variant, &g, 4, &work);
         for variant in [ConvVariant::LoCon, ConvVariant::Tucker2] {
-            let bp = |m: &CostModel| m.seconds(ForwardMode::Bypass, variant, &g, 4, &work);
             assert!(
-                bp(&fast) < bp(&slow),
+                bp(&fast, variant) < bp(&slow, variant),
                 "{variant}: {} vs {}",
-                bp(&fast),
-                bp(&slow)
+                bp(&fast, variant),
+                bp(&slow, variant)
             );
         }
         // The LoCon down conv alone: 2·B·P·r·s·K FLOPs per pass at the narrow rates.
@@ -458,25 +458,13 @@ mod tests {
         assert_eq!(ws(&fast), ws(&slow));
         let flops = 2.0 * 8.0 * 56.0 * 56.0 * 4.0 * 64.0 * 9.0;
         let rates = |r: ConvRates| flops / r.forward + flops / r.input_grad + flops / r.weight_grad;
-        let gap = (bp_of(&slow) - bp_of(&fast)) - (rates(slow.narrow) - rates(slow.spatial));
+        let locon = ConvVariant::LoCon;
+        let gap =
+            (bp(&slow, locon) - bp(&fast, locon)) - (rates(slow.narrow) - rates(slow.spatial));
         assert!(
             gap.abs() < 1e-9,
             "the down conv's price moved by another amount: {gap}"
         );
-
-        fn bp_of(m: &CostModel) -> f64 {
-            let g = ConvGeometry {
-                padding: crate::geometry::Padding::Explicit(vec![(1, 1), (1, 1)]),
-                ..ConvGeometry::new(64, 64, vec![3, 3])
-            };
-            m.seconds(
-                ForwardMode::Bypass,
-                ConvVariant::LoCon,
-                &g,
-                4,
-                &Workload::training(8, vec![56, 56]),
-            )
-        }
     }
 
     #[test]
