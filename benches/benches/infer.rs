@@ -55,9 +55,4 @@ criterion_group! {
         .measurement_time(std::time::Duration::from_secs(2));
     targets = bench
 }
-fn main() {
-    // As the experiment binaries run (see experiments::alloc).
-    experiments::alloc::keep_freed_memory();
-    infer_benches();
-    Criterion::default().configure_from_args().final_summary();
-}
+benches::bench_main!(infer_benches);

@@ -107,9 +107,4 @@ criterion_group! {
         .measurement_time(std::time::Duration::from_secs(2));
     targets = bench
 }
-fn main() {
-    // As the experiment binaries run (see experiments::alloc).
-    experiments::alloc::keep_freed_memory();
-    layer_benches();
-    Criterion::default().configure_from_args().final_summary();
-}
+benches::bench_main!(layer_benches);

@@ -88,9 +88,4 @@ criterion_group! {
         .measurement_time(std::time::Duration::from_secs(1));
     targets = bench
 }
-fn main() {
-    // As the experiment binaries run (see experiments::alloc).
-    experiments::alloc::keep_freed_memory();
-    recompose_benches();
-    Criterion::default().configure_from_args().final_summary();
-}
+benches::bench_main!(recompose_benches);

@@ -40,9 +40,4 @@ criterion_group! {
         .measurement_time(std::time::Duration::from_secs(4));
     targets = bench
 }
-fn main() {
-    // As the experiment binaries run (see experiments::alloc).
-    experiments::alloc::keep_freed_memory();
-    train_benches();
-    Criterion::default().configure_from_args().final_summary();
-}
+benches::bench_main!(train_benches);

@@ -20,6 +20,22 @@
 pub mod cnn;
 pub mod loops;
 
+/// `criterion_main!` for this crate's benches: the `main` of a criterion bench binary that
+/// first sets the allocator as the experiment binaries do
+/// (`experiments::alloc::keep_freed_memory`), so that the benches time what a run pays.
+#[macro_export]
+macro_rules! bench_main {
+    ($($group:path),+ $(,)?) => {
+        fn main() {
+            experiments::alloc::keep_freed_memory();
+            $($group();)+
+            criterion::Criterion::default()
+                .configure_from_args()
+                .final_summary();
+        }
+    };
+}
+
 /// `(channels, spatial size, rank)` of the Conv2d layers whose recomposition is benchmarked
 /// (3x3 kernels).
 pub const SHAPES: [(usize, usize, usize); 2] = [(64, 16, 8), (128, 8, 16)];
