@@ -57,7 +57,7 @@ pub fn cp(up: Tensor<2>, down: Tensor<2>, spatial: &[Tensor<2>], scale: f64) -> 
     let mut axes = spatial.iter();
     let mut s = match axes.next() {
         Some(f) => f.clone().transpose().mul_scalar(scale),
-        None => Tensor::<2>::ones([r, 1], &up.device()).mul_scalar(scale),
+        None => Tensor::<2>::full([r, 1], scale, &up.device()),
     };
     for f in axes {
         let [k, _] = f.dims();
