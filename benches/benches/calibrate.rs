@@ -1,8 +1,8 @@
 //! Measures the rates of `lora_conv::CostModel` on this machine and prints them as JSON (also
-//! written to `$BENCH_OUT/calibrate.json`): per conv kind (kxk wide and narrow, 1x1 channel mixes, depthwise) and pass
-//! (forward, input gradient, weight gradient), matmul and element-wise throughput, and the
-//! fixed cost of one operation. Paste the printed values into `CostModel::default` to
-//! recalibrate `ForwardMode::Auto` for another machine.
+//! written to `$BENCH_OUT/calibrate.json`): per conv kind (kxk wide and narrow, 1x1 channel
+//! mixes, depthwise) and pass (forward, input gradient, weight gradient), matmul and
+//! element-wise throughput, and the fixed cost of one operation. Paste the printed values into
+//! `CostModel::default` to recalibrate `ForwardMode::Auto` for another machine.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -29,7 +29,7 @@ fn min_secs(mut f: impl FnMut(), reps: usize) -> f64 {
     times.into_iter().fold(f64::INFINITY, f64::min)
 }
 
-/// Median seconds of `f` on the plain device, and of its forward plus backward with only the
+/// The fastest time of `f` on the plain device, and of its forward plus backward with only the
 /// input, then only the weight, needing a gradient. Returns rates for `flops` per pass.
 fn pass_rates(
     flops: f64,
@@ -104,9 +104,9 @@ fn pointwise_rates(batch: usize, cin: usize, cout: usize, size: usize) -> ConvRa
     })
 }
 
-/// The mean of two measurements' rates, pass by pass (for a down and an up projection).
+/// The harmonic mean of two measurements' rates, pass by pass: the rate of doing equal FLOPs
+/// of each (a down and an up projection; a narrow down conv and a rank-sized core).
 fn mean_rates(a: ConvRates, b: ConvRates) -> ConvRates {
-    // Time-weighted: the rate of doing both.
     let mean = |x: f64, y: f64| 2.0 / (1.0 / x + 1.0 / y);
     ConvRates {
         forward: mean(a.forward, b.forward),
