@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use burn::tensor::Device;
-use lora_conv::ForwardMode;
+use lora_conv::{ConvVariant, ForwardMode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -72,6 +72,14 @@ fn time_steps<M: Classifier<4>>(
     Ok(trained.steps_done as f64 / trained.seconds.max(1e-9))
 }
 
+/// The name of an adapter probe: `<type>` in weight-space form, `<type>-<form>` otherwise.
+fn probe_name(variant: ConvVariant, form: ForwardMode) -> String {
+    match form {
+        ForwardMode::WeightSpace => variant.to_string(),
+        form => format!("{variant}-{}", form.name()),
+    }
+}
+
 /// Probe each kind of run for `steps` steps at the plan's CNN and batch.
 ///
 /// # Errors
@@ -109,12 +117,12 @@ pub fn probe(plan: &Plan, steps: usize, device: &Device) -> Result<Throughput> {
             // Grouped convs refuse bypass; the experiment CNN has none.
             let twin = with_bypass(base.clone(), &adapted, variant, form, device)?;
             train.push((
-                format!("{variant}-{}", form.name()),
+                probe_name(variant, form),
                 time_steps(twin, plan, steps, device)?,
             ));
         }
         train.push((
-            variant.to_string(),
+            probe_name(variant, ForwardMode::WeightSpace),
             time_steps(adapted, plan, steps, device)?,
         ));
     }
@@ -139,10 +147,7 @@ pub fn estimate(plan: &Plan, t: &Throughput, pretrained_cached: bool) -> f64 {
     let rate = |m: Method, form: ForwardMode| match m {
         Method::Scratch | Method::Full => t.rate("full"),
         Method::Head => t.rate("head"),
-        Method::Adapter { variant, .. } if form == ForwardMode::WeightSpace => {
-            t.rate(&variant.to_string())
-        }
-        Method::Adapter { variant, .. } => t.rate(&format!("{variant}-{}", form.name())),
+        Method::Adapter { variant, .. } => t.rate(&probe_name(variant, form)),
     };
     let evals = |steps: usize| {
         let period = steps.div_ceil(plan.evals.max(1)).max(1);
