@@ -50,7 +50,8 @@ pub fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
         * variance.clone().add_scalar(norm.epsilon).sqrt().recip();
     let y = centered * scale + norm.beta.val().reshape([1, c, 1]);
 
-    // The running statistics, exactly as BatchNorm::forward_train updates them.
+    // The running statistics, updated by BatchNorm::forward_train's formula (to rounding:
+    // the batch statistics above are summed, then divided).
     let device = y.device();
     let momentum = norm.momentum;
     let blend = |running: Tensor<1>, batch: Tensor<3>| {
