@@ -47,6 +47,7 @@
 pub mod adapter;
 pub mod adapters;
 pub mod any;
+pub mod budget;
 pub mod bypass;
 pub mod config;
 pub mod cost;

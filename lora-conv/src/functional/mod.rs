@@ -1,6 +1,7 @@
 //! The pure maths of conv LoRA, apart from any module: recomposition of `ΔK`, parameter
 //! counts, rank bounds, and an N-D convolution helper.
 
+pub mod allocation;
 pub mod bounds;
 pub mod conv;
 pub mod count;
