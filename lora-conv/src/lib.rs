@@ -55,6 +55,7 @@ pub mod forward;
 pub mod functional;
 pub mod geometry;
 pub mod import;
+pub mod kernels;
 pub mod layer;
 pub mod variant;
 
