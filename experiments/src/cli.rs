@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 
 use lora_core::DeviceSpec;
 
-use crate::compare::plan::Overrides;
-use crate::record::Shard;
+use crate::harness::Shard;
 
 /// Parse `--device`: `cpu` (or `flex`), `wgpu`, `wgpu:N`, `cuda` or `cuda:N`, case-insensitive.
 ///
@@ -112,6 +111,29 @@ pub fn run_experiment(
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Command-line overrides of a profile's plan.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--widths`.
+    pub widths: Option<Vec<usize>>,
+    /// `--pool-after`, 0-based.
+    pub pool_after: Option<Vec<usize>>,
+    /// `--pretrain-epochs`.
+    pub pretrain_epochs: Option<usize>,
+    /// `--steps`.
+    pub steps: Option<usize>,
+    /// `--batch`.
+    pub batch: Option<usize>,
+    /// `--seeds`.
+    pub seeds: Option<usize>,
+    /// `--ranks`.
+    pub ranks: Option<Vec<usize>>,
+    /// `--train-bn`.
+    pub train_norm: bool,
+    /// `--variants`.
+    pub variants: Option<Vec<lora_conv::ConvVariant>>,
 }
 
 /// The arguments both experiment binaries take.

@@ -27,6 +27,19 @@ pub enum ExpError {
     /// Bad input: a flag, a data file or an output dir that cannot work, found before training.
     #[error("{0}")]
     Input(String),
+    /// Another process is writing to the output dir (it holds the dir's lock).
+    #[error(
+        "{dir} is in use: another process ({holder}) is writing to it and holds its lock file \
+         {dir}/.lock; two writers would interleave its runs.jsonl. Wait for that run to end, or \
+         give this one another --out",
+        dir = dir.display()
+    )]
+    Busy {
+        /// The output dir.
+        dir: std::path::PathBuf,
+        /// What the lock file says about its holder (`pid N`).
+        holder: String,
+    },
     /// A checkpoint could not be read or written.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {

@@ -1,8 +1,9 @@
 //! # experiments
 //!
-//! Data loaders, models, training loops, reports and the experiment binaries of the workspace:
-//! `compare` (which conv LoRA decomposition and rank, Fashion-MNIST -> MNIST) and `inflate3d`
-//! (2D -> 3D inflation plus conv LoRA on brain MRI patches).
+//! Data loaders, models, training loops, the experiment harness, reports and the experiment
+//! binaries of the workspace. Every study runs on [`harness`]: `compare` (which conv LoRA
+//! decomposition and rank, Fashion-MNIST -> MNIST) and `inflate3d` (2D -> 3D inflation plus
+//! conv LoRA on brain MRI patches), each one folder implementing [`harness::Experiment`].
 //!
 //! ```
 //! use experiments::cli::parse_device;
@@ -20,12 +21,22 @@ pub mod alloc;
 pub mod cli;
 pub mod compare;
 pub mod data;
+pub mod elpv;
 pub mod error;
+pub mod harness;
 pub mod inflate3d;
 pub mod methods;
 pub mod model;
 pub mod norm;
-pub mod record;
+pub mod pretrain;
 pub mod report;
-pub mod stats;
+pub mod studies;
 pub mod train;
+
+pub use harness::stats;
+
+/// Run records and `runs.jsonl`, under their first path (they live in [`harness`]).
+pub mod record {
+    pub use crate::harness::record::*;
+    pub use crate::harness::runlog::*;
+}

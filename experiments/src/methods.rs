@@ -11,8 +11,10 @@ use lora_conv::{
 use lora_core::{Adapter, AdapterSpec, LoraConfig, LoraParam, attach};
 
 use crate::error::{ExpError, Result};
+use crate::harness::record::LayerRank;
 use crate::model::{Block, Cnn};
-use crate::record::LayerRank;
+
+pub use crate::harness::record::share_of_adapted;
 
 /// Freeze every float parameter, leaving module flags alone (so batch norm keeps using batch
 /// statistics in training and keeps updating its running statistics).
@@ -91,16 +93,6 @@ pub fn plan_ranks(
             }
         })
         .collect()
-}
-
-/// Adapter parameters over the parameters of the weights they adapt (layers with rank 0 are
-/// not adapted and count in neither).
-pub fn share_of_adapted(layers: &[LayerRank]) -> f64 {
-    let adapted = layers.iter().filter(|l| l.rank > 0);
-    let (a, w) = adapted.fold((0, 0), |(a, w), l| {
-        (a + l.adapter_params, w + l.weight_params)
-    });
-    a as f64 / w.max(1) as f64
 }
 
 fn escape(path: &str) -> String {

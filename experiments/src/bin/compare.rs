@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use experiments::cli::{CommonArgs, run_experiment};
 use experiments::compare::estimate::{describe, probe};
-use experiments::compare::{Plan, RunOptions, default_out, merge, run};
+use experiments::compare::{Plan, RunOptions, default_out, run};
+use experiments::studies::merge;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,7 +37,9 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Merge the runs.jsonl of shard output dirs (of one plan) into OUT and write the report.
+    /// Merge the runs.jsonl of shard output dirs (of one plan, of any study: `compare`,
+    /// `inflate3d`) into OUT and write the report; with OUT among the dirs, regenerate its
+    /// report from its runs.jsonl.
     Report {
         /// Where the merged runs.jsonl, results.json, report.md and plots go.
         #[arg(long)]
@@ -75,7 +78,7 @@ fn main() -> ExitCode {
     let cache = common.cache.clone().unwrap_or_else(|| out.clone());
     let device = common.device;
     if args.estimate {
-        let cached = experiments::compare::data::cache_key(&plan.pretrain, &common.data)
+        let cached = experiments::pretrain::cache_key(&plan.pretrain, &common.data)
             .is_ok_and(|h| cache.join(format!("pretrained-{h:016x}.bin")).is_file());
         return match common
             .device

