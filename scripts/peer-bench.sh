@@ -22,7 +22,8 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, peft, l
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q torch==2.15.0 peft==0.21.2 lycoris-lora==4.1.3
 fi
-# The same build as the test command (see README), so no second build of burn.
+# The same build as the test command (see README), so no second build of burn. Set
+# CARGO_TARGET_DIR as for the tests (CI and .ci/run use ~/.cache/lora-target).
 cargo build --workspace --features lora-core/wgpu --bins --tests
 STEP="${CARGO_TARGET_DIR:-target}/debug/step"
 mkdir -p benches/peer

@@ -15,7 +15,9 @@
 //! - `layers`: one layer's training step and inference at shapes from real networks
 //!   (ResNet-18's 3x3 convs, a 1D and an inflated 3D layer), every form;
 //! - `calibrate` (not criterion): measures the rates of [`lora_conv::CostModel`];
-//! - `memory` (not criterion): the peak memory of one training step per form.
+//! - `memory` (not criterion): the peak memory of one training step per form;
+//! - `conv`: one conv's forward and backward at the ResNet-29's and the CNN's shapes, burn's
+//!   `conv2d` against `lora_conv::kernels::conv2d`.
 
 pub mod cnn;
 pub mod loops;

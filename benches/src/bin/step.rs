@@ -96,8 +96,9 @@ fn run(args: &Args) -> Result<(), String> {
             match adapter {
                 None if args.method == "full" => time(base, |m, x| m.forward(x), x, y, args),
                 None => {
-                    let mut frozen = base.clone().no_grad();
-                    frozen.head = base.head;
+                    // A fresh head: the frozen copy shares its parameters with `base`.
+                    let mut frozen = base.no_grad();
+                    frozen.head = cnn::config().head(&device);
                     time(frozen, |m, x| m.forward(x), x, y, args)
                 }
                 Some(v) => {
