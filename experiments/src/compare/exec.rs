@@ -5,16 +5,16 @@ use burn::tensor::Device;
 use lora_conv::ForwardMode;
 
 use super::baselines;
-use super::plan::{Method, Phase, Plan, Spec};
+use super::plan::{Method, Plan, Spec};
 use super::split::Mnist;
 use crate::data::Images;
 use crate::error::Result;
-use crate::harness::record::{LayerRank, RecordBuilder, RunRecord};
+use crate::harness;
+use crate::harness::fit::{FitData, FitSettings};
+use crate::harness::record::{LayerRank, RunRecord};
 use crate::methods::{materialize, plan_ranks, with_adapters, with_bypass};
 use crate::model::{Cnn, CnnConfig};
-use crate::train::{
-    Classifier, Metric, TrainConfig, peak_memory_bytes, predict, reset_peak_memory, train,
-};
+use crate::train::{Classifier, Metric};
 
 /// What every run of a `compare` process shares.
 #[derive(Debug)]
@@ -125,43 +125,17 @@ fn fit<M: Classifier<4>>(
     layers: Vec<LayerRank>,
     model: M,
 ) -> Result<RunRecord> {
-    let counts = lora_core::param_counts(&model);
-    let config = TrainConfig {
-        steps: spec.steps,
+    let data = FitData {
+        train: &train_set,
+        val: &cx.mnist.val,
+        test: &cx.mnist.test,
+        metric: Metric::Accuracy,
+        per_class: None,
+    };
+    let settings = FitSettings {
         batch_size: plan.batch_size,
-        lr: spec.lr,
-        seed: spec.seed,
         evals: plan.evals,
     };
-    reset_peak_memory();
-    let val = &cx.mnist.val;
-    let trained = train::<4, M>(
-        model,
-        &train_set,
-        Some((val, Metric::Accuracy)),
-        &config,
-        &cx.device,
-        &spec.label(),
-    )?;
-    let peak = peak_memory_bytes();
-    let mut record = RecordBuilder::new(spec.head())
-        .data(
-            train_set.len(),
-            val.len(),
-            config.batch_size.min(train_set.len()),
-        )
-        .params(counts.trainable, cx.cnn(plan).base_params(), layers)
-        .trained(&trained)
-        .peak_memory(peak);
-    // Sweeps never look at the test split.
-    if spec.phase == Phase::Final {
-        let test = &cx.mnist.test;
-        let pred = predict::<4, M>(&trained.model, test, &cx.device);
-        record = record.tested(
-            test.len(),
-            Metric::Accuracy.score(&pred, &test.labels),
-            None,
-        );
-    }
-    Ok(record.build())
+    let base = cx.cnn(plan).base_params();
+    harness::fit::fit::<4, M, _>(spec, model, layers, base, data, settings, &cx.device)
 }

@@ -17,6 +17,7 @@
 
 pub mod dataset;
 pub mod driver;
+pub mod fit;
 pub mod machine;
 pub mod outdir;
 pub mod protocol;

@@ -9,14 +9,12 @@ use super::plan::{Method, Plan, Spec};
 use super::split::BrainData;
 use crate::data::Images;
 use crate::error::Result;
-use crate::harness::Phase;
-use crate::harness::record::{LayerRank, RecordBuilder, RunRecord};
+use crate::harness;
+use crate::harness::fit::{FitData, FitSettings};
+use crate::harness::record::{LayerRank, RunRecord};
 use crate::methods::{materialize, plan_ranks, with_adapters};
 use crate::model::{Cnn, CnnConfig};
-use crate::train::{
-    Classifier, Metric, TrainConfig, confusion, peak_memory_bytes, predict, reset_peak_memory,
-    train,
-};
+use crate::train::{Classifier, Metric};
 
 /// What every run of an `inflate3d` process shares.
 #[derive(Debug)]
@@ -125,45 +123,20 @@ fn fit<const N: usize, M: Classifier<N>>(
     model: M,
     layers: Vec<LayerRank>,
     base_params: usize,
-    (train_set, val, test): (&Images, &Images, &Images),
+    (train, val, test): (&Images, &Images, &Images),
 ) -> Result<RunRecord> {
-    let counts = lora_core::param_counts(&model);
-    let config = TrainConfig {
-        steps: spec.steps,
+    let data = FitData {
+        train,
+        val,
+        test,
+        metric: Metric::Balanced,
+        per_class: Some(plan.classes().len()),
+    };
+    let settings = FitSettings {
         batch_size: plan.batch_size,
-        lr: spec.lr,
-        seed: spec.seed,
         evals: plan.evals,
     };
-    reset_peak_memory();
-    let trained = train::<N, M>(
-        model,
-        train_set,
-        Some((val, Metric::Balanced)),
-        &config,
-        &cx.device,
-        &spec.label(),
-    )?;
-    let peak = peak_memory_bytes();
-    let mut record = RecordBuilder::new(spec.head())
-        .data(
-            train_set.len(),
-            val.len(),
-            config.batch_size.min(train_set.len()),
-        )
-        .params(counts.trainable, base_params, layers)
-        .trained(&trained)
-        .peak_memory(peak);
-    if spec.phase == Phase::Final {
-        let pred = predict::<N, M>(&trained.model, test, &cx.device);
-        let per_class = confusion(&pred, &test.labels, plan.classes().len());
-        record = record.tested(
-            test.len(),
-            Metric::Balanced.score(&pred, &test.labels),
-            Some(per_class),
-        );
-    }
-    Ok(record.build())
+    harness::fit::fit::<N, M, _>(spec, model, layers, base_params, data, settings, &cx.device)
 }
 
 #[cfg(test)]
