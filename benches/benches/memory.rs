@@ -1,4 +1,5 @@
-//! Peak memory of one training step of the experiment CNN, per form.
+//! Peak memory of one training step of the experiment CNN and of the ResNet-29 (batch 32 at
+//! 150 px, the transfer study's backbone), per form.
 //!
 //! The bench binary counts every heap allocation (a counting wrapper around the system
 //! allocator, which burn `flex` allocates through). For each configuration it builds the model,
@@ -15,6 +16,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use benches::cnn::{self, Trainer};
+use benches::resnet::{self, Stepper};
 use burn::tensor::Device;
 use lora_conv::{ConvVariant, ForwardMode};
 
@@ -98,6 +100,26 @@ fn main() {
             let mut trainer = Trainer::new(model, &device);
             let bytes = peak_of_one_step(&mut || trainer.step());
             report(format!("{variant}-r4-{mode}"), bytes);
+        }
+    }
+    let (x, y) = resnet::batch(32, 150, &device);
+    let mut full = Stepper::new(
+        resnet::full(&device),
+        |m, x| m.forward(x),
+        x.clone(),
+        y.clone(),
+    );
+    report(
+        "resnet29-full".into(),
+        peak_of_one_step(&mut || full.step()),
+    );
+    drop(full);
+    for variant in ConvVariant::DECOMPOSITIONS {
+        for mode in ForwardMode::ALL {
+            let model = resnet::adapted(variant, 4, mode, &device).unwrap();
+            let mut stepper = Stepper::new(model, |m, x| m.forward(x), x.clone(), y.clone());
+            let bytes = peak_of_one_step(&mut || stepper.step());
+            report(format!("resnet29-{variant}-r4-{mode}"), bytes);
         }
     }
     let dir = std::env::var("BENCH_OUT").unwrap_or_else(|_| "target/bench-extra".into());

@@ -21,6 +21,7 @@
 
 pub mod cnn;
 pub mod loops;
+pub mod resnet;
 
 /// `criterion_main!` for this crate's benches: the `main` of a criterion bench binary that
 /// first sets the allocator as the experiment binaries do

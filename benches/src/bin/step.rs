@@ -16,15 +16,11 @@
 use std::time::Instant;
 
 use benches::cnn;
+use benches::resnet::{self, Stepper};
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
-use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use clap::Parser;
-use lora_backbones::{Classifier, ResNet29};
-use lora_conv::functional::rank_limit;
-use lora_conv::{ConvLayer, ConvVariant, ForwardMode, LoraConv};
-use lora_core::AdapterSpec;
+use lora_conv::{ConvVariant, ForwardMode};
 
 #[derive(Parser, Debug)]
 #[command(about = "Time one training step of a model and method; prints one JSON line")]
@@ -109,32 +105,15 @@ fn run(args: &Args) -> Result<(), String> {
             }
         }
         "resnet29" => {
-            let x = Tensor::random(
-                [batch, 3, size, size],
-                Distribution::Uniform(0., 255.),
-                &device,
-            );
-            let y = labels(batch, 4, &device);
-            let mut backbone = ResNet29::<Conv2d>::init(&device);
-            backbone.fc = backbone.fc.no_grad();
+            let (x, y) = resnet::batch(batch, size, &device);
             match adapter {
                 None if args.method == "full" => {
-                    let model = Classifier::new(backbone, 4, &device);
-                    time(model, |m, x| m.forward(x), x, y, args)
+                    time(resnet::full(&device), |m, x| m.forward(x), x, y, args)
                 }
-                None => {
-                    let model = Classifier::new(backbone.no_grad(), 4, &device);
-                    time(model, |m, x| m.forward(x), x, y, args)
-                }
+                None => time(resnet::head_only(&device), |m, x| m.forward(x), x, y, args),
                 Some(v) => {
-                    let rank = args.rank;
-                    let adapted = backbone.no_grad().map_convs(|path, conv| {
-                        let r = rank.min(rank_limit(v, &conv.geometry())).max(1);
-                        let spec = AdapterSpec::new(r, r as f64);
-                        LoraConv::new(path, conv, v, &spec, 0.0, mode, &device)
-                    });
-                    let adapted = adapted.map_err(|e| e.to_string())?;
-                    let model = cnn::randomize_branch(Classifier::new(adapted, 4, &device), 0.05);
+                    let model =
+                        resnet::adapted(v, args.rank, mode, &device).map_err(|e| e.to_string())?;
                     time(model, |m, x| m.forward(x), x, y, args)
                 }
             }
@@ -178,21 +157,14 @@ fn time<M: Module>(
     args: &Args,
 ) -> (Vec<f64>, usize) {
     let trainable = lora_core::param_counts(&model).trainable;
-    let mut optim = AdamConfig::new().init();
-    let mut model = Some(model);
+    let mut stepper = Stepper::new(model, forward, x, y);
     let mut times = Vec::new();
     for i in 0..args.warmup + args.steps {
-        let Some(m) = model.take() else { break };
         let start = Instant::now();
-        let loss = cnn::loss(forward(&m, x.clone()), y.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &m);
-        let m = optim.step(1e-4, m, grads);
-        // Read one parameter back so the step's work is done before the clock stops.
-        let _ = loss.into_scalar::<f32>();
+        stepper.step();
         if i >= args.warmup {
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
-        model = Some(m);
     }
     (times, trainable)
 }
