@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! step --model cnn|resnet29 --method full|head|<adapter type> [--form weight|bypass|auto]
-//!      [--rank 4] [--batch B] [--size S] [--steps 10] [--warmup 3]
+//!      [--rank 4] [--batch B] [--size S] [--steps 10] [--warmup 3] [--device cpu|wgpu|cuda]
 //! ```
 //!
 //! `cnn` is the bench CNN (`benches::cnn`, batch 64 at 28 px by default); `resnet29` is the
@@ -49,6 +49,9 @@ struct Args {
     /// Untimed steps first.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
+    /// `cpu`, `wgpu[:N]` or `cuda[:N]` (the latter two need their cargo feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn main() {
@@ -61,7 +64,8 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let device = Device::flex().autodiff();
+    let spec = experiments::cli::parse_device(&args.device)?;
+    let device = spec.device().map_err(|e| e.to_string())?.autodiff();
     device.seed(0);
     let mode = match args.form.as_str() {
         "weight" => ForwardMode::WeightSpace,
@@ -126,7 +130,8 @@ fn run(args: &Args) -> Result<(), String> {
     let min = sorted.first().copied().unwrap_or(f64::NAN);
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
     let line = serde_json::json!({
-        "impl": "burn-flex",
+        "impl": "burn",
+        "device": spec.to_string(),
         "model": args.model,
         "method": args.method,
         "form": args.form,
@@ -157,11 +162,14 @@ fn time<M: Module>(
     args: &Args,
 ) -> (Vec<f64>, usize) {
     let trainable = lora_core::param_counts(&model).trainable;
+    let device = x.device();
     let mut stepper = Stepper::new(model, forward, x, y);
     let mut times = Vec::new();
     for i in 0..args.warmup + args.steps {
         let start = Instant::now();
         stepper.step();
+        // A GPU queues the backward pass and the update: wait for them before reading the clock.
+        let _ = device.sync();
         if i >= args.warmup {
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
