@@ -9,7 +9,7 @@ use burn::nn::{
 };
 use burn::tensor::{Device, Tensor};
 use lora_3d::{Inflate, Inflation, PerSlice};
-use lora_conv::{ConvGeometry, LoraConv};
+use lora_conv::ConvGeometry;
 use serde::{Deserialize, Serialize};
 
 use crate::norm::batch_norm;
@@ -162,24 +162,9 @@ impl CnnConfig {
     }
 }
 
-/// A 2D conv layer the CNN can hold: a plain `Conv2d` or its bypass-LoRA form.
-pub trait Conv2dLike: Module + burn::module::ModuleDisplay {
-    /// `[B, C, H, W] -> [B, C', H', W']`.
-    fn run(&self, x: Tensor<4>) -> Tensor<4>;
-}
-
-impl Conv2dLike for Conv2d {
-    /// burn's forward, with the faster weight gradient of `lora_conv::kernels` where it applies.
-    fn run(&self, x: Tensor<4>) -> Tensor<4> {
-        lora_conv::kernels::conv2d_forward(self, x)
-    }
-}
-
-impl Conv2dLike for LoraConv<Conv2d> {
-    fn run(&self, x: Tensor<4>) -> Tensor<4> {
-        self.forward(x)
-    }
-}
+/// A 2D conv layer the CNN can hold: a plain `Conv2d` or its LoRA-wrapped form (the trait the
+/// ResNet-29 backbone uses too).
+pub use lora_backbones::Conv2dLike;
 
 /// conv -> batch norm -> ReLU -> optional 2x2 max pool.
 #[derive(Module, Debug)]

@@ -107,32 +107,33 @@ fn unreadable_manifests_and_dtypes_are_named() {
     );
 }
 
+/// What `ResNet29::from_faceapi` says of a folder holding `manifest` under face-api's manifest
+/// name, with the good `.bin`.
+fn faceapi_error(name: &str, manifest: &str) -> String {
+    let dir = folder(name, manifest, &good_bin());
+    std::fs::rename(
+        dir.join("m.json"),
+        dir.join(lora_backbones::resnet29::faceapi::MANIFEST),
+    )
+    .unwrap();
+    ResNet29::<Conv2d>::from_faceapi(&dir, &Device::flex())
+        .unwrap_err()
+        .to_string()
+}
+
 /// A manifest whose bytes add up but that is not face-api's network: the first weight the
 /// network needs is named, with the shape it has and the one expected.
 #[test]
 fn a_manifest_of_another_network_names_the_weight() {
-    let dir = folder("other", TWO, &good_bin());
-    std::fs::rename(
-        dir.join("m.json"),
-        dir.join("face_recognition_model-weights_manifest.json"),
-    )
-    .unwrap();
-    let err = ResNet29::<Conv2d>::from_faceapi(&dir, &Device::flex()).unwrap_err();
-    let msg = err.to_string();
+    let msg = faceapi_error("other", TWO);
     assert!(
         msg.contains("conv32_down/conv/filters") && msg.contains("missing"),
         "{msg}"
     );
-
-    let renamed = TWO.replace("\"a\"", "\"conv32_down/conv/filters\"");
-    let dir = folder("shape2", &renamed, &good_bin());
-    std::fs::rename(
-        dir.join("m.json"),
-        dir.join("face_recognition_model-weights_manifest.json"),
-    )
-    .unwrap();
-    let err = ResNet29::<Conv2d>::from_faceapi(&dir, &Device::flex()).unwrap_err();
-    let msg = err.to_string();
+    let msg = faceapi_error(
+        "shape2",
+        &TWO.replace("\"a\"", "\"conv32_down/conv/filters\""),
+    );
     assert!(
         msg.contains("[2, 2]") && msg.contains("[7, 7, 3, 32]"),
         "{msg}"
