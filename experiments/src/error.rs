@@ -16,6 +16,9 @@ pub enum ExpError {
     /// Inflation failed.
     #[error(transparent)]
     Inflate(#[from] lora_3d::InflateError),
+    /// A pretrained backbone could not be read.
+    #[error(transparent)]
+    Backbone(#[from] lora_backbones::BackboneError),
     /// Writing results failed.
     #[error("{what}: {source}")]
     Io {

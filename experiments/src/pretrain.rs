@@ -17,7 +17,7 @@ use crate::error::{ExpError, Result};
 use crate::harness::dataset::DataShape;
 use crate::harness::runlog::write_atomic;
 use crate::model::{Cnn, CnnConfig};
-use crate::train::{Metric, TrainConfig, predict, train};
+use crate::train::{Augment, Metric, Schedule, TrainConfig, predict, train};
 
 /// Seed of the pretraining run (init and data order).
 pub const PRETRAIN_SEED: u64 = 0;
@@ -232,6 +232,8 @@ pub fn pretrained(
             lr: plan.lr,
             seed: PRETRAIN_SEED,
             evals: plan.epochs,
+            schedule: Schedule::Constant,
+            augment: Augment::None,
         };
         let trained = train::<4, _>(fresh, &subset, None, &config, device, "pretrain")?;
         if trained.diverged {

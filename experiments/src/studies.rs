@@ -6,15 +6,16 @@ use std::path::{Path, PathBuf};
 use crate::error::{ExpError, Result};
 use crate::harness::outdir::experiment_of;
 use crate::harness::{self, Experiment};
-use crate::{compare, inflate3d};
+use crate::{compare, elpv, inflate3d};
 
 /// Merge shard dirs of one plan into an output dir and write its report.
 pub type Merge = fn(&Path, &[PathBuf]) -> Result<usize>;
 
 /// Every study: its name (`config.json`'s `experiment`) and its merge.
-pub const STUDIES: [(&str, Merge); 2] = [
+pub const STUDIES: [(&str, Merge); 3] = [
     (compare::Plan::NAME, harness::merge::<compare::Plan>),
     (inflate3d::Plan::NAME, harness::merge::<inflate3d::Plan>),
+    (elpv::Plan::NAME, harness::merge::<elpv::Plan>),
 ];
 
 /// Merge the runs of shard output dirs (of one plan, of any study) into `out` and write the

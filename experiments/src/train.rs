@@ -8,10 +8,10 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Shape, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use serde::Serialize;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
 use crate::data::Images;
 use crate::error::{ExpError, Result};
@@ -53,6 +53,38 @@ pub fn batch<const N: usize>(
     (x, y)
 }
 
+/// A training batch: [`batch`], with each example under a symmetry drawn from `rng` when
+/// `augment` asks for one.
+///
+/// # Panics
+/// As [`batch`]; with [`Augment::Dihedral`], if the examples are not square 2D images (the
+/// plan's `check` refuses that first).
+pub fn augmented_batch<const N: usize>(
+    data: &Images,
+    idx: &[usize],
+    augment: Augment,
+    rng: &mut StdRng,
+    device: &Device,
+) -> (Tensor<N>, Tensor<1, Int>) {
+    match augment {
+        Augment::None => batch::<N>(data, idx, device),
+        Augment::Dihedral => {
+            let mut part = data.select(idx);
+            let n = data.dims[0];
+            let size = n * n;
+            let mut tmp = vec![0f32; size];
+            for k in 0..idx.len() {
+                let t = rng.random_range(0..8usize);
+                let image = &mut part.pixels[k * size..(k + 1) * size];
+                crate::data::augment::dihedral(image, n, t, &mut tmp);
+                image.copy_from_slice(&tmp);
+            }
+            let all: Vec<usize> = (0..idx.len()).collect();
+            batch::<N>(&part, &all, device)
+        }
+    }
+}
+
 /// Mean cross-entropy of logits `[B, K]` against labels `[B]`.
 pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     let [b, _] = logits.dims();
@@ -80,13 +112,54 @@ pub struct TrainConfig {
     pub steps: usize,
     /// Examples per step (capped at the training-set size).
     pub batch_size: usize,
-    /// Adam learning rate (constant).
+    /// Adam learning rate (at the first step; see `schedule`).
     pub lr: f64,
     /// Seed of the data order.
     pub seed: u64,
     /// Evaluation periods: the training loss is averaged and the validation accuracy measured
     /// at the end of each of `evals` equal slices of the steps.
     pub evals: usize,
+    /// How the rate changes over the steps.
+    pub schedule: Schedule,
+    /// What each training example goes through before its batch.
+    pub augment: Augment,
+}
+
+/// The learning rate over a run of `steps` steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// `lr` at every step.
+    #[default]
+    Constant,
+    /// Cosine decay from `lr` at step 1 towards 0: `lr · (1 + cos(π·(t−1)/steps)) / 2` at step
+    /// `t` (1-based), so the last step still moves.
+    Cosine,
+}
+
+impl Schedule {
+    /// The rate at step `t` (1-based) of `steps`, for a base rate `lr`.
+    pub fn rate(self, lr: f64, t: usize, steps: usize) -> f64 {
+        match self {
+            Schedule::Constant => lr,
+            Schedule::Cosine => {
+                let progress = t.saturating_sub(1) as f64 / steps.max(1) as f64;
+                lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}
+
+/// Augmentation of training examples (validation and test examples are never augmented).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Augment {
+    /// Examples as they are.
+    #[default]
+    None,
+    /// Each example of a batch under one of the 8 symmetries of the square, drawn uniformly
+    /// from the run's seed ([`crate::data::augment::dihedral`]); square 2D examples only.
+    Dihedral,
 }
 
 /// How validation is scored.
@@ -204,6 +277,8 @@ pub fn train<const N: usize, M: Classifier<N>>(
     let bar = progress(config.steps as u64, what);
     let mut optim = AdamConfig::new().init();
     let mut batches = Batches::new(data.len(), config.batch_size, config.seed);
+    // Augmentation draws from its own stream, so the data order is the same with or without it.
+    let mut augment_rng = StdRng::seed_from_u64(config.seed ^ 0xA5A5_5A5A_D1E7_0001);
     let period = config.steps.div_ceil(config.evals.max(1)).max(1);
     let mut out = Trained {
         model: model.clone(),
@@ -223,7 +298,13 @@ pub fn train<const N: usize, M: Classifier<N>>(
     let mut loss_sum: Option<Tensor<1>> = None;
     let mut in_period = 0usize;
     for step in 1..=config.steps {
-        let (x, y) = batch::<N>(data, batches.next_batch(), device);
+        let (x, y) = augmented_batch::<N>(
+            data,
+            batches.next_batch(),
+            config.augment,
+            &mut augment_rng,
+            device,
+        );
         let loss = cross_entropy(model.logits(x), y);
         let detached = loss.clone().detach();
         loss_sum = Some(match loss_sum {
@@ -232,7 +313,11 @@ pub fn train<const N: usize, M: Classifier<N>>(
         });
         in_period += 1;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(config.lr, model, grads);
+        model = optim.step(
+            config.schedule.rate(config.lr, step, config.steps),
+            model,
+            grads,
+        );
         bar.inc(1);
         if step % period == 0 || step == config.steps {
             let mean = loss_sum

@@ -144,7 +144,7 @@ fn weight_space_bypass_and_auto_agree_on_the_cnn() {
 #[test]
 fn training_loop_gives_the_same_curves() {
     use experiments::data::Images;
-    use experiments::train::{Metric, TrainConfig, train as fit};
+    use experiments::train::{Augment, Metric, Schedule, TrainConfig, train as fit};
     let device = Device::flex().autodiff();
     device.seed(6);
     let cnn = CnnConfig {
@@ -166,6 +166,8 @@ fn training_loop_gives_the_same_curves() {
         lr: 1e-2,
         seed: 3,
         evals: 2,
+        schedule: Schedule::Constant,
+        augment: Augment::None,
     };
     for variant in [ConvVariant::Tucker2, ConvVariant::Cp] {
         let layers = plan_ranks(variant, 4, &cnn.geometries(), "blocks.");

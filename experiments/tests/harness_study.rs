@@ -22,7 +22,7 @@ use experiments::harness::stats::corrected_paired_difference;
 use experiments::harness::{
     self, Cell, ConfigOf, Env, Experiment, Labels, OutDir, Phase, Protocol, RunOptions, Shard, Spec,
 };
-use experiments::report::{ReportSpec, SummaryRow};
+use experiments::report::{Intervals, ReportSpec, SummaryRow};
 use experiments::train::Trained;
 use serde::{Deserialize, Serialize};
 
@@ -115,6 +115,7 @@ impl Experiment for Toy {
             seeds: &self.seeds,
             steps: self.steps,
             sweep_fraction: self.sweep_fraction,
+            grid_extensions: 0,
         }
     }
 
@@ -220,6 +221,8 @@ impl Experiment for Toy {
             variants: vec!["a".into()],
             break_even_share: 1.0,
             tasks: vec!["toy".into()],
+            intervals: Intervals::Student,
+            plotted_form: "weight".into(),
         }
     }
 

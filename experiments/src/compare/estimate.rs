@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::harness::dataset::DataShape;
 use crate::methods::{freeze, plan_ranks, with_adapters, with_bypass};
 use crate::model::Cnn;
-use crate::train::{Classifier, TrainConfig, predict, train};
+use crate::train::{Augment, Classifier, Schedule, TrainConfig, predict, train};
 
 /// Measured throughput.
 #[derive(Debug, Clone)]
@@ -68,6 +68,8 @@ fn time_steps<M: Classifier<4>>(
         lr: 1e-3,
         seed: 0,
         evals: 1,
+        schedule: Schedule::Constant,
+        augment: Augment::None,
     };
     // Warm up (allocations, autotuning), then measure.
     let warm = TrainConfig { steps: 2, ..config };

@@ -14,7 +14,7 @@ use crate::harness::fit::{FitData, FitSettings};
 use crate::harness::record::{LayerRank, RunRecord};
 use crate::methods::{materialize, plan_ranks, with_adapters, with_bypass};
 use crate::model::{Cnn, CnnConfig};
-use crate::train::{Classifier, Metric};
+use crate::train::{Augment, Classifier, Metric, Schedule};
 
 /// What every run of a `compare` process shares.
 #[derive(Debug)]
@@ -135,6 +135,8 @@ fn fit<M: Classifier<4>>(
     let settings = FitSettings {
         batch_size: plan.batch_size,
         evals: plan.evals,
+        schedule: Schedule::Constant,
+        augment: Augment::None,
     };
     let base = cx.cnn(plan).base_params();
     harness::fit::fit::<4, M, _>(spec, model, layers, base, data, settings, &cx.device)

@@ -214,6 +214,7 @@ impl Plan {
             seeds: &self.seeds,
             steps: self.steps,
             sweep_fraction: self.sweep_fraction,
+            grid_extensions: 0,
         }
     }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::{Plan, SWEEP_SEED};
 use crate::harness::ConfigOf;
-use crate::report::ReportSpec;
+use crate::report::{Intervals, ReportSpec};
 
 /// What `compare` learns while preparing, stored in `config.json` beside the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +30,8 @@ pub fn spec(plan: &Plan, config: &ConfigOf<Plan>) -> ReportSpec {
         variants: plan.variants.iter().map(|v| v.to_string()).collect(),
         break_even_share: (convs + head) as f64 / cnn.base_params().max(1) as f64,
         tasks: plan.tasks(),
+        intervals: Intervals::Student,
+        plotted_form: "weight".into(),
     }
 }
 

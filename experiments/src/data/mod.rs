@@ -2,6 +2,7 @@
 //! MRI patches (NIfTI),
 //! all read from a data dir that `scripts/fetch-data.sh` fills.
 
+pub mod augment;
 pub mod brain;
 pub mod elpv;
 pub mod idx;

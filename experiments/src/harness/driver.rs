@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use super::outdir::{Config, ConfigOf, OutDir, read_config};
-use super::protocol::choose;
+use super::protocol::{self, choose};
 use super::record::RunRecord;
 use super::runlog::{RunLog, Shard, read_runs, write_atomic};
-use super::{Env, Experiment, final_specs, run_count, sweep_specs};
+use super::{Env, Experiment, final_specs, run_count};
 use crate::error::{ExpError, Result};
-use crate::report::{self, Results, line, summarize};
+use crate::report::{self, Results, line, summarize_with};
 
 /// What a process runs of the plan.
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,13 +75,27 @@ pub fn run<E: Experiment>(plan: &E, env: &Env<'_>, out: &Path, options: RunOptio
         }
         Ok(())
     };
+    let proto = plan.protocol();
     for cell in &cells {
-        let sweep = sweep_specs(plan, cell);
-        for spec in &sweep {
-            step(&mut log, spec)?;
-        }
-        let ran: Vec<Option<&RunRecord>> = sweep.iter().map(|s| log.get(&s.id())).collect();
-        let choice = choose(plan.lr_grid(cell), &ran, plan.protocol().sweep_steps());
+        // Sweep the grid; while the best rate sits at an edge and extensions are left, add
+        // one rate beyond it and sweep that too (runs already logged are skipped).
+        let mut grid = plan.lr_grid(cell).to_vec();
+        let mut extensions = 0;
+        let choice = loop {
+            let sweep = protocol::sweep_specs(&proto, cell, &grid);
+            for spec in &sweep {
+                step(&mut log, spec)?;
+            }
+            let ran: Vec<Option<&RunRecord>> = sweep.iter().map(|s| log.get(&s.id())).collect();
+            let choice = choose(&grid, &ran, proto.sweep_steps());
+            match protocol::extend(&grid, &choice.1, choice.0) {
+                Some(longer) if extensions < proto.grid_extensions => {
+                    grid = longer;
+                    extensions += 1;
+                }
+                _ => break choice,
+            }
+        };
         for spec in final_specs(plan, cell, &choice) {
             step(&mut log, &spec)?;
         }
@@ -99,7 +113,7 @@ pub fn write_report<E: Experiment>(
     records: &[RunRecord],
 ) -> Result<()> {
     let spec = config.plan.report(config);
-    let summary = summarize(records, &spec.reference);
+    let summary = summarize_with(records, &spec.reference, spec.intervals);
     let extra = config.plan.sections(config, &summary, records);
     let results = Results {
         experiment: E::NAME.to_string(),

@@ -8,8 +8,8 @@ use super::record::{LayerRank, RecordBuilder, RunRecord};
 use crate::data::Images;
 use crate::error::Result;
 use crate::train::{
-    Classifier, Metric, TrainConfig, confusion, peak_memory_bytes, predict, reset_peak_memory,
-    train,
+    Augment, Classifier, Metric, Schedule, TrainConfig, confusion, peak_memory_bytes, predict,
+    reset_peak_memory, train,
 };
 
 /// What a run trains on and how it is scored.
@@ -34,6 +34,10 @@ pub struct FitSettings {
     pub batch_size: usize,
     /// Evaluation periods.
     pub evals: usize,
+    /// The rate over the steps.
+    pub schedule: Schedule,
+    /// Augmentation of training examples.
+    pub augment: Augment,
 }
 
 /// Train `model` for `spec`, keep the best validation checkpoint, test it when the spec is a
@@ -58,6 +62,8 @@ pub fn fit<const N: usize, M: Classifier<N>, C: Cell>(
         lr: spec.lr,
         seed: spec.seed,
         evals: settings.evals,
+        schedule: settings.schedule,
+        augment: settings.augment,
     };
     reset_peak_memory();
     let trained = train::<N, M>(

@@ -61,6 +61,9 @@ pub struct Protocol<'a> {
     pub steps: usize,
     /// Sweep runs train for this fraction of `steps` (at least one step).
     pub sweep_fraction: f64,
+    /// How many times a sweep may extend its grid by one rate past the edge its best rate sits
+    /// at ([`extend`]); 0 keeps the grid as given.
+    pub grid_extensions: usize,
 }
 
 impl Protocol<'_> {
@@ -152,6 +155,26 @@ pub fn final_specs<C: Cell>(
     out
 }
 
+/// The grid one rate longer on the side where `choice` sits at the edge, the new rate one
+/// geometric step beyond it (the ratio of the two rates at that end). `None` when the choice
+/// is not at an edge, the grid has fewer than two rates (no sweep), or a rate would not be a
+/// finite positive number. The grid stays in its order (ascending grids stay ascending).
+pub fn extend(grid: &[f64], choice: &LrChoice, chosen: f64) -> Option<Vec<f64>> {
+    if !choice.at_grid_edge || grid.len() < 2 {
+        return None;
+    }
+    let (first, last) = (grid[0], grid[grid.len() - 1]);
+    let mut out = grid.to_vec();
+    if chosen == first {
+        out.insert(0, first * (first / grid[1]));
+    } else if chosen == last {
+        out.push(last * (last / grid[grid.len() - 2]));
+    } else {
+        return None;
+    }
+    out.iter().all(|v| v.is_finite() && *v > 0.0).then_some(out)
+}
+
 /// The rate a sweep chose, from its runs' records in grid order: the best validation accuracy
 /// (ties: the first in the grid; a diverged or missing run counts as the worst), flagged when
 /// at the edge of the grid.
@@ -212,6 +235,7 @@ mod tests {
             seeds: &seeds,
             steps: 9,
             sweep_fraction: 0.5,
+            grid_extensions: 0,
         };
         assert_eq!(p.sweep_steps(), 5);
         let sweep = sweep_specs(&p, &C(4), &[1e-3, 1e-2]);
@@ -231,6 +255,15 @@ mod tests {
         // A missing run counts as the worst; the first rate then sits at the edge.
         let (lr, choice) = choose(&[1.0, 2.0], &[Some(&a), None], 5);
         assert_eq!((lr, choice.at_grid_edge), (1.0, true));
+        // At the low edge the grid grows one geometric step below it; inside, it stays.
+        assert_eq!(extend(&[1.0, 2.0], &choice, 1.0), Some(vec![0.5, 1.0, 2.0]));
+        let high = choose(&[1.0, 2.0], &[Some(&a), Some(&b)], 5);
+        assert_eq!(
+            extend(&[1.0, 2.0], &high.1, high.0),
+            Some(vec![1.0, 2.0, 4.0])
+        );
+        let inside = choose(&[1.0, 2.0, 3.0], &[Some(&a), Some(&b), Some(&a)], 5);
+        assert_eq!(extend(&[1.0, 2.0, 3.0], &inside.1, inside.0), None);
         let finals = final_specs(&p, &[C(4), C(5)], &(lr, choice));
         assert_eq!(finals.len(), 6);
         assert_eq!(finals[1].id(), "final/t/m/r5/s0");

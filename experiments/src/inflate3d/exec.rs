@@ -14,7 +14,7 @@ use crate::harness::fit::{FitData, FitSettings};
 use crate::harness::record::{LayerRank, RunRecord};
 use crate::methods::{materialize, plan_ranks, with_adapters};
 use crate::model::{Cnn, CnnConfig};
-use crate::train::{Classifier, Metric};
+use crate::train::{Augment, Classifier, Metric, Schedule};
 
 /// What every run of an `inflate3d` process shares.
 #[derive(Debug)]
@@ -135,6 +135,8 @@ fn fit<const N: usize, M: Classifier<N>>(
     let settings = FitSettings {
         batch_size: plan.batch_size,
         evals: plan.evals,
+        schedule: Schedule::Constant,
+        augment: Augment::None,
     };
     harness::fit::fit::<N, M, _>(spec, model, layers, base_params, data, settings, &cx.device)
 }

@@ -12,7 +12,7 @@ use super::plan::Plan;
 use crate::data::brain::BrainLabel;
 use crate::harness::ConfigOf;
 use crate::harness::record::RunRecord;
-use crate::report::{ReportSpec, SummaryRow, tables};
+use crate::report::{Intervals, ReportSpec, SummaryRow, tables};
 
 /// What `inflate3d` learns while preparing, stored in `config.json` beside the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +60,8 @@ pub fn spec(plan: &Plan, config: &ConfigOf<Plan>) -> ReportSpec {
             .collect(),
         break_even_share: (convs + head) as f64 / base_params_3d(&cnn, plan.depth).max(1) as f64,
         tasks: vec![plan.task().into()],
+        intervals: Intervals::Student,
+        plotted_form: "weight".into(),
     }
 }
 

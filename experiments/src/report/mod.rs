@@ -16,7 +16,7 @@ use crate::harness::record::RunRecord;
 use crate::harness::runlog::write_atomic;
 
 pub use plot::plot_svg;
-pub use summary::{SummaryRow, summarize};
+pub use summary::{Intervals, SummaryRow, summarize, summarize_with};
 pub use tables::{forms, line, table, verdicts, within_margin};
 
 /// Everything a study's output dir holds in `results.json`.
@@ -47,6 +47,11 @@ pub struct ReportSpec {
     pub break_even_share: f64,
     /// Tasks, in order (one plot each).
     pub tasks: Vec<String>,
+    /// How the intervals are computed (Student t over seeds, or corrected for overlapping
+    /// splits).
+    pub intervals: Intervals,
+    /// The adapters' forward form the plot shows (`weight` where twins run in several forms).
+    pub plotted_form: String,
 }
 
 /// Write `report.md` and one plot per task (each atomically) into `out`, from the summary and
@@ -65,7 +70,11 @@ pub fn write(
     let mut md = format!("# {}\n\n{}", spec.title, spec.intro);
     let _ = writeln!(
         md,
-        "## Results (final runs: test accuracy over seeds, 95% CI by Student t; paired differences to `{reference}` over the same seeds)\n"
+        "## Results (final runs: test accuracy over seeds, 95% CI by {}; paired differences to `{reference}` over the same seeds)\n",
+        match spec.intervals {
+            Intervals::Student => "Student t",
+            Intervals::NadeauBengio => "the Nadeau–Bengio corrected t (splits overlap)",
+        }
     );
     md.push_str(&table(summary, reference));
     let _ = writeln!(
@@ -89,7 +98,14 @@ pub fn write(
         let file = format!("accuracy-vs-share-{task}.svg");
         write_atomic(
             &out.join(&file),
-            plot_svg(summary, task, &spec.variants, spec.break_even_share).as_bytes(),
+            plot_svg(
+                summary,
+                task,
+                &spec.variants,
+                spec.break_even_share,
+                &spec.plotted_form,
+            )
+            .as_bytes(),
         )?;
         let _ = writeln!(md, "![{task}]({file})\n");
     }

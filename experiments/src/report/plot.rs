@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use super::summary::SummaryRow;
 
 /// An SVG plot for one task: mean test accuracy against trainable share (log x), with 95% CI
-/// error bars, one marker shape per adapter variant (weight-space rows, joined over ranks), one
+/// error bars, one marker shape per adapter variant (rows of forward form `form`, joined over
+/// ranks), one
 /// square per other method, and a dashed vertical line at `break_even_share`, the trainable
 /// share at which adapters would be as large as the convs they adapt.
 pub fn plot_svg(
@@ -13,12 +14,13 @@ pub fn plot_svg(
     task: &str,
     variants: &[String],
     break_even_share: f64,
+    form: &str,
 ) -> String {
     let rows: Vec<&SummaryRow> = summary
         .iter()
         .filter(|r| {
             r.task == task
-                && matches!(r.forward.as_deref(), None | Some("weight"))
+                && r.forward.as_deref().is_none_or(|f| f == form)
                 && r.trainable_share > 0.0
         })
         .collect();
@@ -214,7 +216,7 @@ mod tests {
             runs.push(adapter(s, 0.75 + 0.01 * s as f64, 4, 0.04));
         }
         let summary = summarize(&runs, "full");
-        let svg = plot_svg(&summary, "t", &["hf".into()], 0.99);
+        let svg = plot_svg(&summary, "t", &["hf".into()], 0.99, "weight");
         // Three rows with a CI each: three error bars; two hf points joined by a line.
         assert_eq!(svg.matches(r#"class="err""#).count(), 3, "{svg}");
         assert_eq!(svg.matches("<polyline").count(), 1);

@@ -1,12 +1,14 @@
 //! The summary statistics of a report: one row per (task, method, rank, form) of the final
-//! runs, with its mean, Student-t interval and paired difference to the reference method.
+//! runs, with its mean, 95% interval ([`Intervals`]) and paired difference to the reference method.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::harness::record::RunRecord;
-use crate::harness::stats::{Estimate, estimate, paired_difference};
+use crate::harness::stats::{
+    Estimate, corrected_estimate, corrected_paired_difference, estimate, paired_difference,
+};
 
 /// One entry of the summary: the final runs of a (task, method, rank, forward) over seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +59,28 @@ type Key = (usize, usize, Option<usize>, Option<String>);
 /// The summary of the final runs, in first-seen order of tasks and methods, then rank and
 /// forward. `reference` names the method every other is paired against (same task, same seed).
 pub fn summarize(records: &[RunRecord], reference: &str) -> Vec<SummaryRow> {
+    summarize_with(records, reference, Intervals::Student)
+}
+
+/// How a summary's 95% intervals are computed over a method's final runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Intervals {
+    /// Student t over independent seeds.
+    #[default]
+    Student,
+    /// Nadeau–Bengio corrected t over repeated splits of one data set
+    /// ([`crate::harness::stats::corrected_estimate`]): each run's training part (training plus
+    /// validation examples) against its test fold.
+    NadeauBengio,
+}
+
+/// [`summarize`] with the intervals of `intervals`.
+pub fn summarize_with(
+    records: &[RunRecord],
+    reference: &str,
+    intervals: Intervals,
+) -> Vec<SummaryRow> {
     let finals: Vec<&RunRecord> = records.iter().filter(|r| r.phase == "final").collect();
     let mut tasks: Vec<&str> = Vec::new();
     let mut methods: Vec<&str> = Vec::new();
@@ -93,7 +117,14 @@ pub fn summarize(records: &[RunRecord], reference: &str) -> Vec<SummaryRow> {
             runs.sort_by_key(|r| r.seed);
             let first = runs[0];
             let accs: Vec<f64> = runs.iter().map(|r| r.test_accuracy).collect();
-            let e = estimate(&accs);
+            let sizes = (
+                first.train_examples + first.val_examples,
+                first.test_examples,
+            );
+            let e = match intervals {
+                Intervals::Student => estimate(&accs),
+                Intervals::NadeauBengio => corrected_estimate(&accs, sizes.0, sizes.1),
+            };
             let mean = |f: &dyn Fn(&RunRecord) -> f64| {
                 runs.iter().map(|&r| f(r)).sum::<f64>() / runs.len() as f64
             };
@@ -122,7 +153,12 @@ pub fn summarize(records: &[RunRecord], reference: &str) -> Vec<SummaryRow> {
                 None
             } else {
                 let refs = reference_runs(&first.task);
-                (!refs.is_empty()).then(|| paired_difference(&seeds_of(&runs), &refs))
+                (!refs.is_empty()).then(|| match intervals {
+                    Intervals::Student => paired_difference(&seeds_of(&runs), &refs),
+                    Intervals::NadeauBengio => {
+                        corrected_paired_difference(&seeds_of(&runs), &refs, sizes.0, sizes.1)
+                    }
+                })
             };
             SummaryRow {
                 task: first.task.clone(),

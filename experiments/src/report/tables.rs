@@ -286,8 +286,8 @@ pub fn capped(summary: &[SummaryRow]) -> String {
     md
 }
 
-/// The final runs of a summary row.
-fn runs_of<'a>(records: &'a [RunRecord], r: &SummaryRow) -> Vec<&'a RunRecord> {
+/// The final runs a summary row is made of.
+pub fn runs_of<'a>(records: &'a [RunRecord], r: &SummaryRow) -> Vec<&'a RunRecord> {
     records
         .iter()
         .filter(|x| {

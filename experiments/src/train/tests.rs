@@ -62,6 +62,8 @@ fn the_best_checkpoint_keeps_its_own_batch_norm_statistics() {
             lr: 3e-2,
             seed,
             evals: 6,
+            schedule: Schedule::Constant,
+            augment: Augment::None,
         };
         let out = train::<4, _>(
             cnn.init(&device),
@@ -106,6 +108,8 @@ fn bad_inputs_are_refused_and_divergence_stops_the_run() {
         lr: 1e-2,
         seed: 0,
         evals: 3,
+        schedule: Schedule::Constant,
+        augment: Augment::None,
     };
     let val = tiny_set(6, 0.1);
     let val = Some((&val, Metric::Accuracy));

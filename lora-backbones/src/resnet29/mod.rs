@@ -60,6 +60,26 @@ pub const BLOCKS: [(&str, usize, usize, bool); 14] = [
     ("conv256_down_out", 256, 256, true),
 ];
 
+/// Every conv's path (as [`ResNet29::map_convs`] names it) and geometry, in network order,
+/// without building the network: what a budget allocation needs before any weight is loaded.
+pub fn conv_geometries() -> Vec<(String, lora_conv::ConvGeometry)> {
+    let mut out = vec![(
+        "stem.conv".to_string(),
+        lora_conv::ConvGeometry::new(3, 32, vec![7, 7]),
+    )];
+    for (i, &(_, cin, cout, _)) in BLOCKS.iter().enumerate() {
+        out.push((
+            format!("blocks.{i}.conv1.conv"),
+            lora_conv::ConvGeometry::new(cin, cout, vec![3, 3]),
+        ));
+        out.push((
+            format!("blocks.{i}.conv2.conv"),
+            lora_conv::ConvGeometry::new(cout, cout, vec![3, 3]),
+        ));
+    }
+    out
+}
+
 /// A 2D conv layer the network can hold: a plain `Conv2d` or its LoRA-wrapped form.
 pub trait Conv2dLike: Module + ModuleDisplay {
     /// `[B, C, H, W] -> [B, C', H', W']`.
@@ -352,5 +372,16 @@ mod tests {
             .map(|b| b.shape().num_elements())
             .sum();
         assert_eq!((convs.len(), weights, biases), (29, 5_571_168, 3_552));
+        // The static list names the same convs, in the same order, with the same shapes.
+        let mut paths = Vec::new();
+        let _ = net.map_convs(|path, conv| {
+            paths.push((path.to_string(), conv.weight.shape().dims::<4>().to_vec()));
+            Ok::<_, ()>(conv)
+        });
+        let listed: Vec<(String, Vec<usize>)> = conv_geometries()
+            .into_iter()
+            .map(|(p, g)| (p, g.weight_shape()))
+            .collect();
+        assert_eq!(listed, paths);
     }
 }

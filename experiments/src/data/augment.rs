@@ -1,9 +1,7 @@
-//! Augmentation that respects solar-cell images: the 8 symmetries of the square (rotations by
-//! 90 degrees and mirror images). A cell's busbars and cracks have no preferred orientation, and
-//! none of these resamples a pixel. Batches become the backbone's input: grayscale replicated to
-//! its three RGB channels and scaled back to 0..255.
-
-use burn::tensor::{Device, Tensor, TensorData};
+//! Augmentation that respects images without a preferred orientation (solar cells: busbars and
+//! cracks run either way): the 8 symmetries of the square, rotations by 90 degrees and mirror
+//! images. None of them resamples a pixel. [`crate::train::Augment::Dihedral`] applies one per
+//! training example.
 
 /// Symmetry `t` (0..8) of the `n`x`n` image `src`, written into `dst`: `t & 3` quarter turns
 /// clockwise, then a left-right mirror when `t & 4` is set. `t = 0` is the identity.
@@ -21,31 +19,6 @@ pub fn dihedral(src: &[f32], n: usize, t: usize, dst: &mut [f32]) {
             dst[y * n + x] = src[sy * n + sx];
         }
     }
-}
-
-/// The images at `indices` (each `n`x`n`, 0..1 grayscale, in `pixels`), each under its symmetry
-/// in `transforms` (0 for none), as a `[B, 3, n, n]` tensor of 0..255 values, the gray value in
-/// all three channels.
-pub fn batch(
-    pixels: &[f32],
-    n: usize,
-    indices: &[usize],
-    transforms: &[usize],
-    device: &Device,
-) -> Tensor<4> {
-    let size = n * n;
-    let mut out = vec![0f32; indices.len() * 3 * size];
-    let mut tmp = vec![0f32; size];
-    for (k, (&i, &t)) in indices.iter().zip(transforms).enumerate() {
-        dihedral(&pixels[i * size..(i + 1) * size], n, t, &mut tmp);
-        for c in 0..3 {
-            let dst = &mut out[(k * 3 + c) * size..(k * 3 + c + 1) * size];
-            for (d, &s) in dst.iter_mut().zip(&tmp) {
-                *d = s * 255.0;
-            }
-        }
-    }
-    Tensor::from_data(TensorData::new(out, [indices.len(), 3, n, n]), device)
 }
 
 #[cfg(test)]
