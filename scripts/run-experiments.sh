@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The main job: fetch the data, build, and run both experiments on the CPU.
-#   ./scripts/run-experiments.sh            default configuration (see README for timings)
-#   ./scripts/run-experiments.sh --quick    smoke configuration (a few minutes)
-# Extra arguments go to both binaries (e.g. --device wgpu, --seeds 5).
-# Reports: results/compare/report.md and results/inflate3d/report.md (with results.json and SVG plots).
+# The main job: fetch the data, build, and run the ELPV transfer study on the CPU.
+#   ./scripts/run-experiments.sh                   ELPV, default (reduced) protocol: about 90 min
+#                                                  on 2 CPU cores; report in results/elpv/
+#   ./scripts/run-experiments.sh --profile full    ELPV, full protocol (hours; shard it)
+#   ./scripts/run-experiments.sh --device wgpu     any elpv flag passes through
+#   ./scripts/run-experiments.sh --quick [ARGS]    smoke runs of all three studies (a few
+#                                                  minutes): compare and inflate3d (ARGS go to
+#                                                  both, e.g. --seeds 1), then ELPV on 48 images
+# Reports: results/<study>/report.md, with runs.jsonl, results.json and SVG plots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/fetch-data.sh data
@@ -13,6 +17,13 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --features lora-core/wgpu --bins --tests
 BIN="${CARGO_TARGET_DIR:-target}/debug"
 OUT="${LORA_RESULTS:-results}"
-"$BIN/compare" --data data --out "$OUT/compare" "$@"
-"$BIN/inflate3d" --data data --cache "$OUT/compare" --out "$OUT/inflate3d" "$@"
-echo "reports: $OUT/compare/report.md and $OUT/inflate3d/report.md"
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  "$BIN/compare" --quick --data data --out "$OUT/compare" "$@"
+  "$BIN/inflate3d" --quick --data data --cache "$OUT/compare" --out "$OUT/inflate3d" "$@"
+  "$BIN/elpv" --profile quick --data data --out "$OUT/elpv"
+  echo "reports: $OUT/compare/report.md, $OUT/inflate3d/report.md and $OUT/elpv/report.md"
+else
+  "$BIN/elpv" --data data --out "$OUT/elpv" "$@"
+  echo "report: $OUT/elpv/report.md"
+fi

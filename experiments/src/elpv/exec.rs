@@ -2,15 +2,17 @@
 //! backbone, and the harness's one fit.
 
 use burn::module::{Module, Param};
+use burn::nn::LinearConfig;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
-use lora_backbones::resnet29::{Affine, Conv2dLike};
+use lora_backbones::resnet29::{Affine, Conv2dLike, FEATURES};
 use lora_backbones::{Classifier as Net, ResNet29};
 use lora_conv::budget::{LayerInfo, RankPlan, allocate};
 use lora_conv::{ConvVariant, ForwardMode, LoraConv};
 use lora_core::AdapterSpec;
 
 use super::plan::{Cell, Method, Plan};
+use super::probe::{self, ProbeHead};
 use super::split::Split;
 use crate::data::Images;
 use crate::error::{ExpError, Result};
@@ -18,7 +20,7 @@ use crate::harness::fit::{FitData, FitSettings, fit};
 use crate::harness::record::LayerRank;
 use crate::harness::{RunRecord, SWEEP_SEED, Spec};
 use crate::methods::materialize;
-use crate::train::{Classifier, Metric};
+use crate::train::{Augment, Classifier, Metric};
 
 /// ELPV's four classes (defect probability 0, 1/3, 2/3, 1).
 pub const CLASSES: usize = 4;
@@ -35,6 +37,9 @@ pub struct Context {
     /// The convs to adapt (paths as `map_convs` names them), with the pretrained kernels'
     /// singular values when a plan allocates by energy.
     pub layers: Vec<LayerInfo>,
+    /// The frozen backbone's features of every image under every view, for the probe
+    /// ([`super::probe::features`]); `None` when the plan has no probe.
+    pub probe_features: Option<Images>,
     /// The training (autodiff) device.
     pub device: Device,
 }
@@ -187,8 +192,30 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
     base.fc = base.fc.no_grad();
     match spec.cell.method {
         Method::Probe => {
-            let model = head(base.no_grad());
-            fit::<4, _, _>(spec, model, Vec::new(), base_params, data, settings, device)
+            let features = cx.probe_features.as_ref().ok_or_else(|| {
+                ExpError::Input("a probe run without the probe's cached features".into())
+            })?;
+            let (train, val, test) = (
+                features.select(&probe::rows(&split.train, true)),
+                features.select(&probe::rows(&split.val, false)),
+                features.select(&probe::rows(&split.test, false)),
+            );
+            let data = FitData {
+                train: &train,
+                val: &val,
+                test: &test,
+                ..data
+            };
+            // The views are the augmentation: the data already holds every symmetry.
+            let settings = FitSettings {
+                augment: Augment::None,
+                ..settings
+            };
+            // The same head as every other method of this seed (same draws, same order).
+            let head = LinearConfig::new(FEATURES, CLASSES).init(device);
+            let model = ProbeHead { head };
+            materialize(&model);
+            fit::<3, _, _>(spec, model, Vec::new(), base_params, data, settings, device)
         }
         Method::Affine => {
             let model = head(affine_only(base));

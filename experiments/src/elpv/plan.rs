@@ -25,7 +25,7 @@ pub enum Profile {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
-    /// A linear probe: the backbone frozen, a new 4-class head.
+    /// A linear probe: the backbone frozen, a new 4-class head (trained on cached features).
     Probe,
     /// The per-channel affine maps after every conv (face-api's `scale`) and the head.
     Affine,
@@ -170,7 +170,7 @@ impl Plan {
     /// The plan of `profile`.
     pub fn new(profile: Profile) -> Self {
         let grids = Grids {
-            probe: vec![1e-3, 3e-3, 1e-2],
+            probe: vec![3e-3, 1e-2, 3e-2],
             affine: vec![1e-3, 3e-3, 1e-2],
             full: vec![3e-5, 1e-4, 3e-4],
             adapter: vec![3e-4, 1e-3, 3e-3],

@@ -63,7 +63,8 @@ fn describe(plan: &Plan, config: &ConfigOf<Plan>) -> String {
          sweep per method and budget on split 0's validation part, {} steps per sweep run, \
          starting grids {:?} (probe), {:?} (affine), {:?} (full), {:?} (adapters), extended \
          by one rate at most {} time(s) when the pick sits at an edge.\n\n\
-         Methods: `probe` (head only), `affine` (the 29 per-channel affine maps and the head), \
+         Methods: `probe` (head only, trained on the frozen backbone's features of every \
+         image under each of the 8 symmetries, computed once), `affine` (the 29 per-channel affine maps and the head), \
          `full` (everything), and adapters {:?} on all 29 convs at budgets {:?} of the conv \
          weights, ranks per type from `lora_conv::budget::allocate` (uniform: the largest \
          common rank that fits, capped per layer below break-even; the `rank` column is that \

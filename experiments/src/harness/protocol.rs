@@ -176,7 +176,8 @@ pub fn extend(grid: &[f64], choice: &LrChoice, chosen: f64) -> Option<Vec<f64>> 
 }
 
 /// The rate a sweep chose, from its runs' records in grid order: the best validation accuracy
-/// (ties: the first in the grid; a diverged or missing run counts as the worst), flagged when
+/// (ties: the lower last training loss, then the first in the grid; a diverged or missing run
+/// counts as the worst), flagged when
 /// at the edge of the grid.
 pub fn choose(grid: &[f64], sweep: &[Option<&RunRecord>], sweep_steps: usize) -> (f64, LrChoice) {
     let val: Vec<f64> = (0..grid.len())
@@ -189,9 +190,22 @@ pub fn choose(grid: &[f64], sweep: &[Option<&RunRecord>], sweep_steps: usize) ->
                 .map_or(f64::NEG_INFINITY, |r| r.val_accuracy)
         })
         .collect();
+    // Ties in validation accuracy (a probe still predicting the majority class at every rate,
+    // say) go to the lower final training loss, then to the first in the grid.
+    let loss: Vec<f64> = (0..grid.len())
+        .map(|i| {
+            sweep
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|r| r.loss_curve.last().copied())
+                .filter(|l| l.is_finite())
+                .unwrap_or(f64::INFINITY)
+        })
+        .collect();
     let mut best = 0;
-    for (i, v) in val.iter().enumerate() {
-        if *v > val[best] {
+    for i in 0..val.len() {
+        if val[i] > val[best] || (val[i] == val[best] && loss[i] < loss[best]) {
             best = i;
         }
     }
@@ -253,6 +267,11 @@ mod tests {
         assert!(!choice.at_grid_edge);
         assert_eq!(choice.val_accuracy[2], f64::NEG_INFINITY);
         // A missing run counts as the worst; the first rate then sits at the edge.
+        // Equal validation accuracy: the lower last training loss wins.
+        let (mut d, mut e) = (record("d", "m", 0, 0.5), record("e", "m", 0, 0.5));
+        d.loss_curve = vec![0.9];
+        e.loss_curve = vec![0.4];
+        assert_eq!(choose(&[1.0, 2.0], &[Some(&d), Some(&e)], 5).0, 2.0);
         let (lr, choice) = choose(&[1.0, 2.0], &[Some(&a), None], 5);
         assert_eq!((lr, choice.at_grid_edge), (1.0, true));
         // At the low edge the grid grows one geometric step below it; inside, it stays.
