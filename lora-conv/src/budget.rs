@@ -14,6 +14,11 @@
 //!   whose total fits the budget. When rank 1 on every layer does not fit, the layers with the
 //!   most parameters at rank 1 are dropped first (ties: the later one in the list), keeping the
 //!   most layers that fit at rank 1; the common rank is then searched again on those kept.
+//! - **Filled**: the uniform ranks, topped up. While a one-rank step of some layer fits the
+//!   budget left, the layer with the lowest rank (ties: the cheapest step, then the earlier
+//!   layer) rises by one. The spend ends within one step of the budget, so types compare at
+//!   (nearly) equal parameters where the uniform rule can leave much of a small budget unspent
+//!   (LoCon at rank 1 on a ResNet-29 spends 60% of a 1% budget; rank 2 does not fit).
 //! - **Energy**: greedy by the singular-value energy of the pretrained kernels. Starting from
 //!   rank 0 everywhere, repeatedly raise by one the rank of the layer whose next step has the
 //!   largest `priority = (σ_{r+1}² / Σ_j σ_j²) / (param_count(r+1) − param_count(r))`
@@ -50,7 +55,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::any::conv_config;
 use crate::functional::allocation::{
-    energy_ranks, energy_shares, kernel_singular_values, uniform_ranks,
+    energy_ranks, energy_shares, fill_ranks, kernel_singular_values, uniform_ranks,
 };
 use crate::functional::bounds::{max_rank, rank_limit};
 use crate::functional::count::{full_count, param_count};
@@ -65,6 +70,9 @@ pub enum Allocation {
     Uniform,
     /// Greedy by the share of each kernel's singular-value energy bought per parameter.
     Energy,
+    /// Uniform, then the budget left over raises ranks by one, lowest rank first: a budget
+    /// met to within one rank step, with ranks as even as the caps allow.
+    Filled,
 }
 
 /// A layer to adapt: its kernel's parameter path, its geometry and, for
@@ -329,6 +337,7 @@ pub fn allocate(
     };
     let ranks = match rule {
         Allocation::Uniform => uniform_ranks(&caps, budget, cost),
+        Allocation::Filled => fill_ranks(uniform_ranks(&caps, budget, &cost), &caps, budget, &cost),
         Allocation::Energy => energy_ranks(&shares(layers, &caps)?, &caps, budget, cost),
     };
     if ranks.iter().all(|&r| r == 0) {

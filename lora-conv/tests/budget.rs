@@ -15,7 +15,7 @@ use lora_conv::functional::{full_count, max_rank, param_count, rank_limit};
 use lora_conv::{ConvFactory, ConvGeometry, ConvVariant};
 use lora_core::{LoraConfig, LoraError, attach, param_counts};
 
-const RULES: [Allocation; 2] = [Allocation::Uniform, Allocation::Energy];
+const RULES: [Allocation; 3] = [Allocation::Uniform, Allocation::Energy, Allocation::Filled];
 
 /// A mixed list: channel counts from 1 to 96, 1x1/3x3/7x7, 1D and 3D, grouped and depthwise, and
 /// a 1x1 1->1 conv no type can adapt below break-even. Each layer has a made-up spectrum whose
@@ -87,6 +87,44 @@ fn check_plan(plan: &RankPlan, layers: &[LayerInfo], budget: usize) {
                     LeftOutReason::Budget
                 };
                 assert_eq!(out.reason, reason, "{v} {}", layer.path);
+            }
+        }
+    }
+}
+
+/// Filled tops the uniform ranks up until no step fits: every rank at least the uniform one,
+/// no layer below its cap with a step that fits what is left, and the lower ranks raised
+/// first (no layer two ranks above another that could still rise). On every registered type,
+/// on the grid, at every budget.
+#[test]
+fn filled_spends_the_budget_left_by_uniform_evenly() {
+    let layers = grid();
+    for v in ConvVariant::all() {
+        for budget in budgets(v, &layers) {
+            let (Ok(u), Ok(f)) = (
+                allocate(v, &layers, budget, Allocation::Uniform),
+                allocate(v, &layers, budget, Allocation::Filled),
+            ) else {
+                continue;
+            };
+            check_plan(&f, &layers, budget);
+            assert!(f.total >= u.total, "{v} {budget}");
+            let left = budget - f.total;
+            for layer in &layers {
+                let g = &layer.geometry;
+                let (ru, rf) = (
+                    u.rank_of(&layer.path).unwrap_or(0),
+                    f.rank_of(&layer.path).unwrap_or(0),
+                );
+                assert!(rf >= ru, "{v} {budget} {}: {rf} < {ru}", layer.path);
+                if rf < admissible_rank(v, g) {
+                    let step = cost(v, g, rf + 1) - cost(v, g, rf);
+                    assert!(
+                        step > left,
+                        "{v} {budget} {}: a step of {step} fits {left}",
+                        layer.path
+                    );
+                }
             }
         }
     }

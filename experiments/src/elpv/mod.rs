@@ -61,8 +61,9 @@ pub fn static_layers() -> Vec<LayerInfo> {
 }
 
 impl Plan {
-    /// Every cell: the baselines, then each adapter type at each budget, with the uniform rank
-    /// that budget buys (`None` where the budget cannot be met; `check` refuses such a plan).
+    /// Every cell: the baselines, then each adapter type at each budget, labelled with the lowest
+    /// per-layer rank that budget's filled allocation gives (`None` where the budget cannot be
+    /// met; `check` refuses such a plan).
     pub fn cells(&self) -> Vec<Cell> {
         let layers = static_layers();
         self.methods()
@@ -71,9 +72,9 @@ impl Plan {
                 let rank = match method {
                     Method::Adapter {
                         variant, budget, ..
-                    } => exec::rank_plan(&layers, variant, budget, Allocation::Uniform)
+                    } => exec::rank_plan(&layers, variant, budget, Allocation::Filled)
                         .ok()
-                        .and_then(|p| p.layers.iter().map(|l| l.rank).max()),
+                        .and_then(|p| p.layers.iter().map(|l| l.rank).min()),
                     _ => None,
                 };
                 Cell {
@@ -97,7 +98,7 @@ impl Plan {
                 variant, budget, ..
             } = method
             {
-                exec::rank_plan(&layers, variant, budget, Allocation::Uniform)?;
+                exec::rank_plan(&layers, variant, budget, Allocation::Filled)?;
             }
         }
         Ok(())

@@ -44,8 +44,8 @@ pub enum Method {
 }
 
 impl Method {
-    /// The name in records and reports: `probe`, `affine`, `full`, the type's name, or the
-    /// type's name with `-energy` for the energy allocation.
+    /// The name in records and reports: `probe`, `affine`, `full`, the type's name (the filled
+    /// allocation, the study's default), or the type's name with `-uniform` or `-energy`.
     pub fn name(&self) -> String {
         match self {
             Method::Probe => "probe".into(),
@@ -56,22 +56,23 @@ impl Method {
                 allocation,
                 ..
             } => match allocation {
-                Allocation::Uniform => variant.name().to_string(),
+                Allocation::Filled => variant.name().to_string(),
+                Allocation::Uniform => format!("{}-uniform", variant.name()),
                 Allocation::Energy => format!("{}-energy", variant.name()),
             },
         }
     }
 }
 
-/// One cell: a method at one budget, with the uniform rank that budget buys (the `rank` of
-/// its records; per-layer ranks are in each record's `layers`).
+/// One cell: a method at one budget, with the lowest per-layer rank of that budget's filled
+/// allocation (the `rank` of its records; per-layer ranks are in each record's `layers`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
     /// The task name, `elpv-<size>`.
     pub task: String,
     /// What trains.
     pub method: Method,
-    /// The uniform rank of the budget (adapters only).
+    /// The lowest per-layer rank of the budget's filled allocation (adapters only).
     pub rank: Option<usize>,
 }
 
@@ -158,9 +159,10 @@ pub struct Plan {
     pub types: Vec<ConvVariant>,
     /// Budgets, as shares of the conv weights.
     pub budgets: Vec<f64>,
-    /// The allocations each type is run with (`uniform`; `energy` adds `<type>-energy` rows).
+    /// The allocations each type is run with (`filled` gives the `<type>` rows; `uniform` and
+    /// `energy` add `<type>-uniform` and `<type>-energy` rows, for the types in `energy_types`).
     pub allocations: Vec<Allocation>,
-    /// Types that also run with the energy allocation (when `allocations` has it).
+    /// Types that also run with the other allocations (when `allocations` has them).
     pub energy_types: Vec<ConvVariant>,
     /// Learning-rate grids.
     pub grids: Grids,
@@ -196,7 +198,7 @@ impl Plan {
                 baselines,
                 types: ConvVariant::DECOMPOSITIONS.to_vec(),
                 budgets: vec![0.01],
-                allocations: vec![Allocation::Uniform],
+                allocations: vec![Allocation::Filled],
                 energy_types: Vec::new(),
                 grids: Grids {
                     probe: vec![1e-3],
@@ -224,7 +226,7 @@ impl Plan {
                 baselines,
                 types: ConvVariant::DECOMPOSITIONS.to_vec(),
                 budgets: vec![0.01, 0.03],
-                allocations: vec![Allocation::Uniform],
+                allocations: vec![Allocation::Filled],
                 energy_types: Vec::new(),
                 grids,
             },
@@ -247,7 +249,7 @@ impl Plan {
                 baselines,
                 types: ConvVariant::BUILTIN.to_vec(),
                 budgets: vec![0.01, 0.03, 0.08],
-                allocations: vec![Allocation::Uniform, Allocation::Energy],
+                allocations: vec![Allocation::Filled, Allocation::Energy],
                 energy_types: vec![ConvVariant::LoCon],
                 grids,
             },
@@ -265,7 +267,7 @@ impl Plan {
         let mut out = self.baselines.clone();
         for allocation in &self.allocations {
             for &variant in &self.types {
-                if *allocation == Allocation::Energy && !self.energy_types.contains(&variant) {
+                if *allocation != Allocation::Filled && !self.energy_types.contains(&variant) {
                     continue;
                 }
                 for &budget in &self.budgets {

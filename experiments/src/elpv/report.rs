@@ -66,9 +66,11 @@ fn describe(plan: &Plan, config: &ConfigOf<Plan>) -> String {
          Methods: `probe` (head only, trained on the frozen backbone's features of every \
          image under each of the 8 symmetries, computed once), `affine` (the 29 per-channel affine maps and the head), \
          `full` (everything), and adapters {:?} on all 29 convs at budgets {:?} of the conv \
-         weights, ranks per type from `lora_conv::budget::allocate` (uniform: the largest \
-         common rank that fits, capped per layer below break-even; the `rank` column is that \
-         common rank; every layer's rank is in `runs.jsonl`). Adapters use alpha = rank \
+         weights, ranks per type from `lora_conv::budget::allocate` with the filled rule (the \
+         largest common rank that fits, capped per layer below break-even, then one more rank \
+         on the cheapest layers while the budget allows, so every type spends its budget to \
+         within one rank step; the `rank` column is the lowest per-layer rank, every layer's \
+         rank is in `runs.jsonl`). Adapters use alpha = rank \
          (scale 1), the auto forward form, the head trains with them. Intervals are 95% \
          Nadeau–Bengio corrected t intervals over the splits (their training parts overlap), \
          with n_test/n_train from each split's sizes.\n\n",
@@ -405,8 +407,14 @@ fn per_budget(md: &mut String, rows: &[(&SummaryRow, Vec<&RunRecord>)]) {
                 }
             );
         }
-        for (row, runs) in at.iter().filter(|x| x.0.method.ends_with("-energy")) {
-            let uniform = row.method.trim_end_matches("-energy");
+        for (row, runs) in at
+            .iter()
+            .filter(|x| x.0.method.ends_with("-energy") || x.0.method.ends_with("-uniform"))
+        {
+            let uniform = row
+                .method
+                .trim_end_matches("-energy")
+                .trim_end_matches("-uniform");
             if let Some(u) = find(uniform) {
                 let d = paired(
                     &scores(runs, Score::FourClass),
@@ -415,7 +423,7 @@ fn per_budget(md: &mut String, rows: &[(&SummaryRow, Vec<&RunRecord>)]) {
                 );
                 let _ = writeln!(
                     md,
-                    "  - `{}` minus `{uniform}` (energy against uniform allocation): {} points, {}.",
+                    "  - `{}` minus `{uniform}` (another allocation against the filled one): {} points, {}.",
                     row.method,
                     pct(&d),
                     if d.excludes(0.0) {

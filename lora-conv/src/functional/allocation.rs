@@ -185,6 +185,39 @@ pub fn uniform_ranks(
     ranks
 }
 
+/// The filled rule of [`crate::budget`]: `ranks` (from [`uniform_ranks`]) topped up. While
+/// some step fits the budget left, the rank of one layer rises by one: among the layers below
+/// their cap `caps[i]` whose step `cost(i, r + 1) − cost(i, r)` fits, the one with the lowest
+/// current rank, then the cheapest step, then the earlier layer. So the spend ends within one
+/// step of the budget and the ranks stay as even as the caps allow.
+pub fn fill_ranks(
+    mut ranks: Vec<usize>,
+    caps: &[usize],
+    budget: usize,
+    cost: impl Fn(usize, usize) -> usize,
+) -> Vec<usize> {
+    let cost = |i: usize, r: usize| if r == 0 { 0 } else { cost(i, r) };
+    let mut spent = (0..ranks.len()).fold(0usize, |acc, i| acc.saturating_add(cost(i, ranks[i])));
+    loop {
+        let best = (0..ranks.len())
+            .filter(|&i| ranks[i] < caps[i])
+            .map(|i| {
+                (
+                    ranks[i],
+                    cost(i, ranks[i] + 1).saturating_sub(cost(i, ranks[i])),
+                    i,
+                )
+            })
+            .filter(|&(_, step, _)| spent.saturating_add(step) <= budget)
+            .min();
+        let Some((_, step, i)) = best else {
+            return ranks;
+        };
+        ranks[i] += 1;
+        spent += step;
+    }
+}
+
 /// The energy rule of [`crate::budget`]: the rank of every layer (0: left out), given each
 /// layer's energy shares `shares[i]` (descending, as [`energy_shares`] of its singular
 /// values), its largest admissible rank `caps[i]` and `cost(i, r)`, its parameters at rank
