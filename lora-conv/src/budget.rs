@@ -337,7 +337,7 @@ pub fn allocate(
     };
     let ranks = match rule {
         Allocation::Uniform => uniform_ranks(&caps, budget, cost),
-        Allocation::Filled => fill_ranks(uniform_ranks(&caps, budget, &cost), &caps, budget, &cost),
+        Allocation::Filled => fill_ranks(uniform_ranks(&caps, budget, cost), &caps, budget, cost),
         Allocation::Energy => energy_ranks(&shares(layers, &caps)?, &caps, budget, cost),
     };
     if ranks.iter().all(|&r| r == 0) {
