@@ -12,7 +12,7 @@ use lora_conv::{ConvVariant, ForwardMode, LoraConv};
 use lora_core::AdapterSpec;
 
 use super::plan::{Cell, Method, Plan};
-use super::probe::{self, ProbeHead};
+use super::probe::{self, ProbeHead, Standardize};
 use super::split::Split;
 use crate::data::Images;
 use crate::error::{ExpError, Result};
@@ -37,15 +37,16 @@ pub struct Context {
     /// The convs to adapt (paths as `map_convs` names them), with the pretrained kernels'
     /// singular values when a plan allocates by energy.
     pub layers: Vec<LayerInfo>,
-    /// The frozen backbone's features of every image under every view, for the probe
-    /// ([`super::probe::features`]); `None` when the plan has no probe.
-    pub probe_features: Option<Images>,
+    /// The pretrained backbone's features of every image under every view
+    /// ([`super::probe::features`]): the probe's data, and the heads' standardization.
+    pub features: Images,
     /// The training (autodiff) device.
     pub device: Device,
 }
 
 /// A ResNet-29 classifier on ELPV's grayscale images: the gray value (0..1) goes to all three
-/// RGB channels as 0..255, the pixels face-api's network expects.
+/// RGB channels as 0..255, the pixels face-api's network expects; the features are
+/// standardized (frozen, [`Standardize`]) before the head.
 ///
 /// # Shapes
 /// `[B, 1, H, W]` in 0..1 -> `[B, 4]`
@@ -53,11 +54,17 @@ pub struct Context {
 pub struct ElpvNet<C> {
     /// The backbone and its head.
     pub net: Net<C>,
+    /// The head's frozen input standardization.
+    pub norm: Standardize,
 }
 
 impl<C: Conv2dLike> Classifier<4> for ElpvNet<C> {
     fn logits(&self, x: Tensor<4>) -> Tensor<2> {
-        self.net.forward(x.repeat_dim(1, 3).mul_scalar(255.0))
+        let features = self
+            .net
+            .backbone
+            .features(x.repeat_dim(1, 3).mul_scalar(255.0));
+        self.net.head.forward(self.norm.forward(features))
     }
 }
 
@@ -180,21 +187,20 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
     };
     let device = &cx.device;
     let base_params = base_params(&cx.base);
+    let norm = || Standardize::fit(&cx.features, &probe::rows(&split.train, false), device);
     // The head (and adapter factors) are drawn from the spec's seed, so every method of a seed
     // starts from the same head.
     device.seed(spec.seed);
     let head = |backbone| {
         let net = Net::new(backbone, CLASSES, device);
         materialize(&net);
-        ElpvNet { net }
+        ElpvNet { net, norm: norm() }
     };
     let mut base = cx.base.clone();
     base.fc = base.fc.no_grad();
     match spec.cell.method {
         Method::Probe => {
-            let features = cx.probe_features.as_ref().ok_or_else(|| {
-                ExpError::Input("a probe run without the probe's cached features".into())
-            })?;
+            let features = &cx.features;
             let (train, val, test) = (
                 features.select(&probe::rows(&split.train, true)),
                 features.select(&probe::rows(&split.val, false)),
@@ -213,7 +219,7 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
             };
             // The same head as every other method of this seed (same draws, same order).
             let head = LinearConfig::new(FEATURES, CLASSES).init(device);
-            let model = ProbeHead { head };
+            let model = ProbeHead { norm: norm(), head };
             materialize(&model);
             fit::<3, _, _>(spec, model, Vec::new(), base_params, data, settings, device)
         }
@@ -252,6 +258,7 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
                     backbone,
                     head: net.net.head,
                 },
+                norm: net.norm,
             };
             materialize(&model);
             let layers = layer_ranks(&ranks, requested);

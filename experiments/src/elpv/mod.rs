@@ -189,23 +189,20 @@ impl Experiment for Plan {
             facts.split_sizes[1],
             facts.split_sizes[2]
         );
-        let probe_features = self.baselines.contains(&Method::Probe).then(|| {
-            let clock = Instant::now();
-            let f = probe::features(&base, &elpv.images, env.device);
-            eprintln!(
-                "probe: the frozen backbone's features of {} images x {} views in {:.1} s",
-                elpv.images.len(),
-                probe::VIEWS,
-                clock.elapsed().as_secs_f64()
-            );
-            f
-        });
+        let clock = Instant::now();
+        let features = probe::features(&base, &elpv.images, env.device);
+        eprintln!(
+            "the pretrained backbone's features of {} images x {} views in {:.1} s",
+            elpv.images.len(),
+            probe::VIEWS,
+            clock.elapsed().as_secs_f64()
+        );
         let cx = Context {
             images: elpv.images,
             splits,
             base,
             layers,
-            probe_features,
+            features,
             device: env.device.clone(),
         };
         Ok((cx, facts))

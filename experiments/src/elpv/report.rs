@@ -48,7 +48,8 @@ fn describe(plan: &Plan, config: &ConfigOf<Plan>) -> String {
         "Profile `{:?}` on `{}`. Backbone: dlib's ResNet-29 face-descriptor network as \
          face-api 1.7.15 ships it (npm `@vladmandic/face-api`), pretrained on faces: 29 convs \
          with {} weights, {} parameters without face-api's unused descriptor layer. A new \
-         linear head (256 -> 4) on its 256 pooled features.\n\n\
+         linear head (256 -> 4) on its 256 pooled features, standardized per feature with the \
+         pretrained features' mean and SD on the split's training images (frozen).\n\n\
          Data: ELPV (PyPI `elpv-dataset` 1.0.0.post1), {} electroluminescence images of solar \
          cells, classes by defect probability 0 / 1/3 / 2/3 / 1 = {:?}, {} mono and {} poly. \
          Each 300x300 grayscale image is area-resized to {} px and its gray value copied into \
