@@ -186,7 +186,9 @@ fn failures_are_one_line_and_write_nothing() {
     for (args, needle) in cases {
         let o = adapter(&args);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        // A file error exits 1; a command-line error (the NaN multiplier) exits 2.
+        let code = if needle == "--multiplier" { 2 } else { 1 };
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: `{needle}` not in {err}");
         assert!(!err.contains("panicked"), "{err}");
@@ -195,4 +197,146 @@ fn failures_are_one_line_and_write_nothing() {
         !peft_out.exists() && !merged.exists(),
         "a failed run leaves no output"
     );
+}
+
+/// `--multiplier -1` is taken as written and subtracts the adapter: merged(+1) + merged(-1) is
+/// twice the base, entry by entry (1e-5 of each tensor's scale).
+#[test]
+fn a_negative_multiplier_subtracts_the_adapter() {
+    let dir = fixture("model-peft-lora");
+    let work = tmp("negative");
+    let base = dir.join("base.safetensors");
+    let (plus, minus) = (
+        work.join("plus.safetensors"),
+        work.join("minus.safetensors"),
+    );
+    for (m, out) in [("1", &plus), ("-1", &minus)] {
+        let o = adapter(&[
+            "merge",
+            "--base",
+            &base.display().to_string(),
+            "--adapter",
+            &dir.display().to_string(),
+            "--out",
+            &out.display().to_string(),
+            "--multiplier",
+            m,
+        ]);
+        assert!(
+            o.status.success(),
+            "{m}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let (b, p, n) = (read(&base), read(&plus), read(&minus));
+    let mut changed = 0;
+    for (key, t) in &b.tensors {
+        let (Some(b), Some(p), Some(n)) =
+            (t.to_f32(), p.tensors[key].to_f32(), n.tensors[key].to_f32())
+        else {
+            continue;
+        };
+        let scale = b
+            .iter()
+            .chain(&p)
+            .fold(0f32, |m, v| m.max(v.abs()))
+            .max(1e-30);
+        let worst = (0..b.len())
+            .map(|i| (p[i] + n[i] - 2.0 * b[i]).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-5 * scale, "{key}: {worst:e}");
+        changed += usize::from(p != b);
+    }
+    assert!(changed > 0, "the adapter changed nothing");
+}
+
+/// The paper cuts of the command line: an `--out` naming an input is refused (exit 2) and the
+/// input keeps its bytes; files of the wrong kind say what they are and what was expected
+/// (exit 1); `--to` is case-insensitive.
+#[test]
+fn wrong_outputs_and_wrong_files_are_named() {
+    let dir = fixture("model-peft-lora");
+    let work = tmp("kinds");
+    // A copy of the base, so that a regression cannot overwrite the fixture itself.
+    let base = work.join("base.safetensors");
+    std::fs::copy(dir.join("base.safetensors"), &base).unwrap();
+    let before = std::fs::read(&base).unwrap();
+    let base_s = base.display().to_string();
+    let dir_s = dir.display().to_string();
+    let o = adapter(&[
+        "merge",
+        "--base",
+        &base_s,
+        "--adapter",
+        &dir_s,
+        "--out",
+        &base_s,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--out") && err.contains("--base input"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&base).unwrap(),
+        before,
+        "the base was overwritten"
+    );
+    let empty = work.join("empty.safetensors");
+    std::fs::write(&empty, b"").unwrap();
+    let json = work.join("notes.json");
+    std::fs::write(&json, b"{\"r\": 4}").unwrap();
+    let cases = [
+        (dir.join("adapter_model.safetensors"), "pass that directory"),
+        (dir.join("adapter_config.json"), "pass that directory"),
+        (empty, "an empty file"),
+        (json, "a JSON file"),
+        (
+            fixture("model-peft-lora/../../fixtures.rs"),
+            "not a safetensors file",
+        ),
+    ];
+    for (path, needle) in cases {
+        let out = work.join("m.safetensors");
+        let o = adapter(&[
+            "merge",
+            "--base",
+            &base_s,
+            "--adapter",
+            &path.display().to_string(),
+            "--out",
+            &out.display().to_string(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{path:?}: {err}");
+        assert!(err.contains(needle), "{path:?}: `{needle}` not in {err}");
+        assert!(err.contains("expected a PEFT adapter directory"), "{err}");
+        assert!(!out.exists());
+    }
+    let out = work.join("native.safetensors");
+    let o = adapter(&[
+        "convert",
+        "--adapter",
+        &dir_s,
+        "--base",
+        &base_s,
+        "--to",
+        "Native",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Flags that contradict each other are refused, not silently half-obeyed.
+#[test]
+fn compare_refuses_estimate_with_pretrain_only() {
+    let o = Command::new(env!("CARGO_BIN_EXE_compare"))
+        .args(["--estimate", "--pretrain-only"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
 }

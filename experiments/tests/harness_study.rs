@@ -82,6 +82,8 @@ thread_local! {
     /// Ids of the runs this thread ran, and a count after which runs fail (a stop mid-way).
     static RAN: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
     static STOP_AFTER: RefCell<Option<usize>> = const { RefCell::new(None) };
+    /// Whether `prepare` fails as it does when the data is missing.
+    static NO_DATA: RefCell<bool> = const { RefCell::new(false) };
 }
 
 fn ran() -> Vec<String> {
@@ -148,7 +150,13 @@ impl Experiment for Toy {
         out
     }
 
-    fn prepare(&self, _env: &Env<'_>) -> Result<(Context, Facts)> {
+    fn prepare(&self, env: &Env<'_>) -> Result<(Context, Facts)> {
+        if NO_DATA.with(|f| *f.borrow()) {
+            return Err(ExpError::Input(format!(
+                "missing data file {}/toy.bin; fetch it first",
+                env.data.display()
+            )));
+        }
         let slow_ms = std::env::var("TOY_SLOW_MS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -603,4 +611,27 @@ fn a_bad_plan_is_refused_before_anything() {
     let e = run(&bad, &out, Shard::default()).unwrap_err().to_string();
     assert!(e.contains("--seeds 0"), "{e}");
     assert!(!out.exists());
+}
+
+/// Missing data fails before any output dir is left behind; a dir that was there stays, with
+/// its runs.
+#[test]
+fn missing_data_leaves_no_output_dir() {
+    let out = fresh("no-data");
+    NO_DATA.with(|f| *f.borrow_mut() = true);
+    let e = run(&plan(), &out, Shard::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing data file"), "{e}");
+    assert!(!out.exists(), "{} was left behind", out.display());
+    NO_DATA.with(|f| *f.borrow_mut() = false);
+    run(&plan(), &out, Shard::default()).unwrap();
+    let before = records(&out).len();
+    NO_DATA.with(|f| *f.borrow_mut() = true);
+    assert!(run(&plan(), &out, Shard::default()).is_err());
+    assert_eq!(
+        records(&out).len(),
+        before,
+        "an existing dir keeps its runs"
+    );
 }

@@ -34,13 +34,14 @@ impl Format {
 
 impl std::str::FromStr for Format {
     type Err = String;
+    /// Case-insensitive: `peft`, `PEFT`, `LyCORIS`, `kohya`, `native`.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
+        match s.to_ascii_lowercase().as_str() {
             "peft" => Ok(Format::Peft),
             "lycoris" | "kohya" => Ok(Format::Lycoris),
             "native" => Ok(Format::Native),
-            other => Err(format!(
-                "unknown format `{other}`; expected peft, lycoris or native"
+            _ => Err(format!(
+                "unknown format `{s}`; expected peft, lycoris (or kohya) or native, in any case"
             )),
         }
     }

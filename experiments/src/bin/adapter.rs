@@ -56,8 +56,8 @@ enum Command {
         /// Where to write the merged state dict.
         #[arg(long)]
         out: PathBuf,
-        /// Strength of the adapter (1 = as trained).
-        #[arg(long, default_value_t = 1.0)]
+        /// Strength of the adapter (1 = as trained; -1 subtracts it).
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
         multiplier: f64,
     },
     /// Write the adapter in another format.
@@ -68,7 +68,7 @@ enum Command {
         /// The base state dict the adapter belongs to (resolves and checks module paths).
         #[arg(long)]
         base: PathBuf,
-        /// Target format: peft, lycoris or native.
+        /// Target format: peft, lycoris (or kohya) or native, in any case.
         #[arg(long)]
         to: Format,
         /// Output: a directory for peft, a .safetensors file otherwise.
@@ -155,7 +155,51 @@ fn inspect(adapter: &AdapterFile, as_json: bool) -> String {
     out
 }
 
-fn run(args: Args) -> Result<String, FileError> {
+/// Why a command failed: its exit status follows the class.
+enum Failure {
+    /// The command line (exit 2).
+    Usage(String),
+    /// A file (exit 1).
+    File(FileError),
+}
+
+impl From<FileError> for Failure {
+    fn from(e: FileError) -> Self {
+        Failure::File(e)
+    }
+}
+
+/// `path` as it will be resolved: canonical when it exists, else its canonical parent joined
+/// with its name.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let parent = parent.map_or_else(|| Path::new(".").canonicalize(), Path::canonicalize);
+    match (parent, path.file_name()) {
+        (Ok(p), Some(name)) => p.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Refuse an `--out` that is one of the inputs (or inside a PEFT input directory).
+fn refuse_overwrite(out: &Path, inputs: &[(&str, &Path)]) -> Result<(), Failure> {
+    let target = resolved(out);
+    for (flag, input) in inputs {
+        let input = resolved(input);
+        if target == input || target.starts_with(&input) && input.is_dir() {
+            return Err(Failure::Usage(format!(
+                "--out {} is the {flag} input {}; write to another path (the input is left as it is)",
+                out.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn run(args: Args) -> Result<String, Failure> {
     let options = options(&args.prefix);
     match args.command {
         Command::Inspect { path, json, base } => {
@@ -170,13 +214,11 @@ fn run(args: Args) -> Result<String, FileError> {
             multiplier,
         } => {
             if !multiplier.is_finite() {
-                return Err(FileError::Config {
-                    file: "command line".to_string(),
-                    field: "--multiplier".to_string(),
-                    value: multiplier.to_string(),
-                    why: "must be finite".to_string(),
-                });
+                return Err(Failure::Usage(format!(
+                    "--multiplier {multiplier}: must be a finite number"
+                )));
             }
+            refuse_overwrite(&out, &[("--base", &base), ("--adapter", &adapter)])?;
             let base_dict = StateDict::read(&base)?;
             let adapter = load(&adapter, Some(&base_dict), &options)?;
             let merged = merge::merge(
@@ -199,6 +241,7 @@ fn run(args: Args) -> Result<String, FileError> {
             to,
             out,
         } => {
+            refuse_overwrite(&out, &[("--base", &base), ("--adapter", &adapter)])?;
             let base_dict = StateDict::read(&base)?;
             let adapter = load(&adapter, Some(&base_dict), &options)?;
             format::write(&adapter, to, &out)?;
@@ -218,9 +261,13 @@ fn main() -> ExitCode {
             println!("{}", text.trim_end());
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Err(Failure::File(e)) => {
             eprintln!("adapter: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(e)) => {
+            eprintln!("adapter: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -24,7 +24,7 @@ struct Args {
     common: CommonArgs,
     /// Measure steps/s of the plan's CNN with a short probe on random data, print the plan's
     /// estimated wall time, and exit (nothing is written).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pretrain_only")]
     estimate: bool,
     /// Pretrain (or find the cached checkpoint) and stop: run this once before launching
     /// shards that share one --cache.

@@ -31,9 +31,21 @@ pub struct RunOptions {
 /// study's errors, I/O errors.
 pub fn run<E: Experiment>(plan: &E, env: &Env<'_>, out: &Path, options: RunOptions) -> Result<()> {
     plan.check()?;
+    let existed = out.exists();
     let dir = OutDir::open(out)?;
     dir.check_plan(plan)?;
-    let (cx, facts) = plan.prepare(env)?;
+    let (cx, facts) = match plan.prepare(env) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            // Missing or bad data: leave no empty output dir behind (one that was there
+            // before, with its runs, stays).
+            if !existed {
+                drop(dir);
+                let _ = std::fs::remove_dir_all(out);
+            }
+            return Err(e);
+        }
+    };
     let mut log = RunLog::open(&dir)?;
     let config = Config {
         plan: plan.clone(),
@@ -58,11 +70,14 @@ pub fn run<E: Experiment>(plan: &E, env: &Env<'_>, out: &Path, options: RunOptio
     let cells = options.shard.select(plan.cells());
     let total: usize = cells.iter().map(|c| run_count(plan, c)).sum();
     let mut done = 0usize;
+    // Runs this process trained, and the time they took: the plan-level ETA.
+    let (mut trained, clock) = (0usize, std::time::Instant::now());
     let mut step = |log: &mut RunLog, spec: &super::Spec<E::Cell>| -> Result<()> {
         done += 1;
         let id = spec.id();
         if !log.has(&id) {
             let record = plan.run(&cx, spec)?;
+            trained += 1;
             if record.id != id {
                 return Err(ExpError::Input(format!(
                     "{}: a run of spec {id} returned a record with id {}",
@@ -70,7 +85,17 @@ pub fn run<E: Experiment>(plan: &E, env: &Env<'_>, out: &Path, options: RunOptio
                     record.id
                 )));
             }
-            eprintln!("[{done}/{total}] {}", line(&record));
+            let per_run = clock.elapsed().as_secs_f64() / trained as f64;
+            let left = per_run * total.saturating_sub(done) as f64;
+            eprintln!(
+                "[{done}/{total}] {} (plan eta {})",
+                line(&record),
+                if left >= 90.0 {
+                    format!("{:.0} min", left / 60.0)
+                } else {
+                    format!("{left:.0} s")
+                }
+            );
             log.append(record)?;
         }
         Ok(())

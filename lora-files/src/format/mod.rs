@@ -15,7 +15,9 @@ pub mod peft;
 /// whose metadata says so is native; any other `.safetensors` file is LyCORIS/kohya.
 ///
 /// # Errors
-/// [`FileError::Io`] naming `path` when it is neither.
+/// [`FileError::Io`] naming `path` when it is neither, saying what the file is when that is
+/// clear (a PEFT adapter's own weights or config file, whose directory is what to pass; a JSON
+/// file; an empty file; a file without a safetensors header) and what was expected.
 pub fn detect(path: &Path) -> Result<Format> {
     if path.is_dir() {
         if path.join(peft::CONFIG).is_file() {
@@ -26,12 +28,54 @@ pub fn detect(path: &Path) -> Result<Format> {
             format!("a directory without {}: not a PEFT adapter", peft::CONFIG),
         ));
     }
+    check_file_kind(path)?;
     let dict = StateDict::read(path)?;
     if dict.metadata.contains_key(native::METADATA_KEY) {
         Ok(Format::Native)
     } else {
         Ok(Format::Lycoris)
     }
+}
+
+/// What an adapter path may be, for error messages.
+const EXPECTED: &str = "expected a PEFT adapter directory (adapter_config.json and \
+                        adapter_model.safetensors), a LyCORIS/kohya .safetensors file or a \
+                        native adapter file";
+
+/// Refuse, by what they are, files that cannot be adapters before reading them as safetensors.
+fn check_file_kind(path: &Path) -> Result<()> {
+    let refuse = |what: String| Err(io(path.display(), format!("{what}; {EXPECTED}")));
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // the reader names the missing file
+    };
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let in_peft_dir = parent.is_some_and(|p| p.join(peft::CONFIG).is_file());
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+    if in_peft_dir && let (Some(dir), Some(name)) = (parent, &name) {
+        if name == peft::CONFIG || name.starts_with("adapter_model.") {
+            return refuse(format!(
+                "this is the `{name}` of the PEFT adapter in {}: pass that directory instead",
+                dir.display()
+            ));
+        }
+    }
+    if meta.len() == 0 {
+        return refuse("an empty file (0 bytes)".into());
+    }
+    let mut head = [0u8; 9];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    if head.first() == Some(&b'{') {
+        return refuse("a JSON file, not an adapter".into());
+    }
+    if read < 9 || head[8] != b'{' {
+        return refuse(format!(
+            "not a safetensors file ({} bytes, no JSON header after the 8-byte length)",
+            meta.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Options for reading.
