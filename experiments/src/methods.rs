@@ -195,7 +195,7 @@ pub fn with_bypass(
 mod tests {
     use super::*;
 
-    /// Widths 32-32-64-64-128: HF rank 16 on the 1->32 stem costs 16·(9+32) = 656 >= 288, so
+    /// Widths 32-32-64-64-128: LoCon rank 16 on the 1->32 stem costs 16·(9+32) = 656 >= 288, so
     /// it is capped at 7 (7·41 = 287 < 288); the 32->32 layer (9,216 weights) keeps 16
     /// (16·(288+32) = 5,120). Tucker-2 on the stem is capped at 1 (accepted rank).
     #[test]

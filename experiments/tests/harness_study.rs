@@ -432,7 +432,8 @@ fn sweep_choice_finals_and_report() {
     for needle in [
         "# toy: a study of one file",
         "in its own words",
-        "paired diff vs `ref`",
+        "Δ vs `ref`",
+        "curves-toy.svg",
         "Forward forms",
         "Corrected for overlapping splits",
         "over 3 splits",

@@ -1,5 +1,5 @@
 //! The f32 drift of hot-swapping adapters on a merged base, on the experiment CNN (widths
-//! 32-32-64-64-128, about 140k parameters): 1,000 swaps between two HF rank-4 adapters on
+//! 32-32-64-64-128, about 140k parameters): 1,000 swaps between two LoCon rank-4 adapters on
 //! every conv and the head, then the adapter is taken out and the base compared with the
 //! pretrained one. The README states the bound this test holds; the exact-restore mode
 //! (`AdapterSet`) has no drift at all.

@@ -31,7 +31,7 @@ impl InflateMode {
 /// What inflation does with LoRA adapters attached to the 2D model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdapterPolicy {
-    /// Inflate each adapter along with its weight (HF: centre the down kernel; Tucker-2: centre
+    /// Inflate each adapter along with its weight (LoCon: centre the down kernel; Tucker-2: centre
     /// the mid kernel; CP: add a depth factor that is one-hot at the centre) and attach it to
     /// the 3D weight, merge state included. The 3D adapted net equals the 2D adapted net per
     /// slice, and can be trained further on volumes.

@@ -9,7 +9,7 @@
 //! `param_count(r)` (fixed parts included: DoRA's magnitude, LoKr's `w1`); a layer left out
 //! costs nothing.
 //!
-//! Two rules ([`Allocation`]):
+//! Three rules ([`Allocation`]):
 //! - **Uniform**: one rank `r` for every layer, capped per layer (`min(r, cap)`), the largest
 //!   whose total fits the budget. When rank 1 on every layer does not fit, the layers with the
 //!   most parameters at rank 1 are dropped first (ties: the later one in the list), keeping the

@@ -5,7 +5,7 @@
 //!
 //! | type | update `ΔK[t, s, i..]` | parameters |
 //! |---|---|---|
-//! | [`ConvVariant::LoCon`] (PEFT, diffusers, kohya, LyCORIS; `hf`) | `Σ_r up[t,r]·down[r,s,i..]` | `r·(c·K + t)` |
+//! | [`ConvVariant::LoCon`] (PEFT, diffusers, kohya, LyCORIS) | `Σ_r up[t,r]·down[r,s,i..]` | `r·(c·K + t)` |
 //! | [`ConvVariant::Tucker2`] (LyCORIS `use_tucker`) | `Σ_p Σ_q up[t,p]·mid[p,q,i..]·down[q,s]` | `r·(c + t) + r²·K` |
 //! | [`ConvVariant::Cp`] (Lebedev et al. 2014) | `Σ_r U[t,r]·V[r,s]·Π_j F_j[i_j,r]` | `r·(c + t + Σ k_j)` |
 //! | [`ConvVariant::LoHa`] (LyCORIS) | `(w1_a·w1_b) ⊙ (w2_a·w2_b)` | `2·r·(c·K + t)` |

@@ -3,7 +3,7 @@
 //! Every case draws a geometry (1, 2 or 3 spatial axes; one group, two groups or depthwise;
 //! strides 1 to 3 and dilations 1 to 2 per axis; kernel sizes 1 to 4, so 1 and even sizes
 //! included; symmetric, asymmetric (Conv1d/2d, which take it) or `Same` padding), a variant
-//! (HF, Tucker-2, CP), a rank from 1 to the variant's limit on that kernel (the limit itself a
+//! (LoCon, Tucker-2, CP), a rank from 1 to the variant's limit on that kernel (the limit itself a
 //! quarter of the time), random base weights, random non-zero factors and a random input, all
 //! from one seeded `StdRng`, and checks:
 //! - merge then unmerge gives back the base to a few ulps of the magnitudes involved, and

@@ -12,7 +12,7 @@ use lora_conv::{ConvGeometry, ConvVariant};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
-#[command(about = "Parameter counts and rank bounds of HF, Tucker-2 and CP conv LoRA")]
+#[command(about = "Parameter counts and rank bounds of LoCon, Tucker-2 and CP conv LoRA")]
 struct Args {
     /// Input channels s.
     #[arg(long = "in")]

@@ -14,7 +14,7 @@ use experiments::studies::merge;
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "Compare HF, Tucker-2 and CP conv LoRA against full, head-only and from-scratch training",
+    about = "Compare conv LoRA types (LoCon, Tucker-2, CP by default) against full, head-only and from-scratch training",
     args_conflicts_with_subcommands = true
 )]
 struct Args {

@@ -283,7 +283,7 @@ pub enum Method {
 }
 
 impl Method {
-    /// The method's name in results: `scratch`, `full`, `head`, `hf`, `hf+bn`, ...
+    /// The method's name in results: `scratch`, `full`, `head`, `locon`, `locon+bn`, ...
     pub fn name(self) -> String {
         match self {
             Method::Scratch => "scratch".into(),

@@ -191,10 +191,27 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
     // The head (and adapter factors) are drawn from the spec's seed, so every method of a seed
     // starts from the same head.
     device.seed(spec.seed);
-    let head = |backbone| {
-        let net = Net::new(backbone, CLASSES, device);
+    // Every method but the probe starts from the head a probe reaches on this split (LP-FT),
+    // when the plan says so: a fresh head needs a far larger rate than a pretrained backbone.
+    let head = |backbone| -> Result<ElpvNet<Conv2d>> {
+        let mut net = Net::new(backbone, CLASSES, device);
         materialize(&net);
-        ElpvNet { net, norm: norm() }
+        if let Some(init) = plan.probe_init {
+            let probe = ProbeHead {
+                norm: norm(),
+                head: net.head,
+            };
+            net.head = probe::probed_head(
+                probe,
+                &cx.features,
+                split,
+                init,
+                plan.batch_size,
+                spec.seed,
+                device,
+            )?;
+        }
+        Ok(ElpvNet { net, norm: norm() })
     };
     let mut base = cx.base.clone();
     base.fc = base.fc.no_grad();
@@ -224,11 +241,11 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
             fit::<3, _, _>(spec, model, Vec::new(), base_params, data, settings, device)
         }
         Method::Affine => {
-            let model = head(affine_only(base));
+            let model = head(affine_only(base))?;
             fit::<4, _, _>(spec, model, Vec::new(), base_params, data, settings, device)
         }
         Method::Full => {
-            let model = head(base);
+            let model = head(base)?;
             fit::<4, _, _>(spec, model, Vec::new(), base_params, data, settings, device)
         }
         Method::Adapter {
@@ -238,7 +255,7 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
         } => {
             let ranks = rank_plan(&cx.layers, variant, budget, allocation)?;
             let requested = spec.cell.rank.unwrap_or(0);
-            let net = head(base.no_grad());
+            let net = head(base.no_grad())?;
             // Adapters come after the head, from the same seeded stream.
             let backbone = net.net.backbone.map_convs(|path, conv| {
                 let r = ranks.rank_of(path).unwrap_or(1);

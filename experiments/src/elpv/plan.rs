@@ -5,6 +5,7 @@ use lora_conv::ConvVariant;
 use lora_conv::budget::Allocation;
 use serde::{Deserialize, Serialize};
 
+use super::probe::ProbeInit;
 use crate::error::{ExpError, Result};
 use crate::harness::{self, Labels, Protocol};
 use crate::train::{Augment, Schedule};
@@ -166,6 +167,9 @@ pub struct Plan {
     pub energy_types: Vec<ConvVariant>,
     /// Learning-rate grids.
     pub grids: Grids,
+    /// Start every method but the probe from a head trained as a probe on the split's cached
+    /// features (LP-FT); `None` starts from the fresh seeded head.
+    pub probe_init: Option<super::probe::ProbeInit>,
 }
 
 impl Plan {
@@ -173,9 +177,9 @@ impl Plan {
     pub fn new(profile: Profile) -> Self {
         let grids = Grids {
             probe: vec![3e-3, 1e-2, 3e-2],
-            affine: vec![1e-3, 3e-3, 1e-2],
-            full: vec![3e-5, 1e-4, 3e-4],
-            adapter: vec![3e-4, 1e-3, 3e-3],
+            affine: vec![3e-4, 1e-3, 3e-3],
+            full: vec![1e-5, 3e-5, 1e-4],
+            adapter: vec![1e-4, 3e-4, 1e-3],
         };
         let baselines = vec![Method::Probe, Method::Affine, Method::Full];
         match profile {
@@ -201,11 +205,12 @@ impl Plan {
                 allocations: vec![Allocation::Filled],
                 energy_types: Vec::new(),
                 grids: Grids {
-                    probe: vec![1e-3],
+                    probe: vec![1e-2],
                     affine: vec![1e-3],
                     full: vec![1e-4],
                     adapter: vec![1e-3],
                 },
+                probe_init: Some(ProbeInit { lr: 1e-2, steps: 2 }),
             },
             Profile::Default => Self {
                 profile,
@@ -217,7 +222,7 @@ impl Plan {
                 split_seed: 0,
                 seeds: (0..5).collect(),
                 steps: 120,
-                sweep_fraction: 1.0 / 3.0,
+                sweep_fraction: 0.25,
                 grid_extensions: 1,
                 batch_size: 32,
                 evals: 2,
@@ -229,6 +234,10 @@ impl Plan {
                 allocations: vec![Allocation::Filled],
                 energy_types: Vec::new(),
                 grids,
+                probe_init: Some(ProbeInit {
+                    lr: 1e-2,
+                    steps: 120,
+                }),
             },
             Profile::Full => Self {
                 profile,
@@ -252,6 +261,10 @@ impl Plan {
                 allocations: vec![Allocation::Filled, Allocation::Energy],
                 energy_types: vec![ConvVariant::LoCon],
                 grids,
+                probe_init: Some(ProbeInit {
+                    lr: 1e-2,
+                    steps: 400,
+                }),
             },
         }
     }

@@ -20,9 +20,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 use lora_backbones::ResNet29;
 use lora_backbones::resnet29::FEATURES;
 
+use super::split::Split;
 use crate::data::Images;
 use crate::data::augment::dihedral;
-use crate::train::Classifier;
+use crate::error::Result;
+use crate::train::{Augment, Classifier, Metric, TrainConfig, train};
 
 /// Symmetries of the square, cached per image.
 pub const VIEWS: usize = 8;
@@ -153,4 +155,52 @@ pub fn rows(indices: &[usize], all_views: bool) -> Vec<usize> {
     } else {
         indices.iter().map(|&i| i * VIEWS).collect()
     }
+}
+
+/// How a head is trained as a linear probe before fine-tuning (LP-FT: Kumar et al., "Fine-Tuning
+/// can Distort Pretrained Features and Underperform Out-of-Distribution", ICLR 2022).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProbeInit {
+    /// Adam's rate for the probe (cosine schedule).
+    pub lr: f64,
+    /// Optimizer steps of the probe, on the cached features of the split's training images.
+    pub steps: usize,
+}
+
+/// The head `model.head` after training it as a probe on `split`'s cached features (all views
+/// of its training images, batch `batch`, the checkpoint with the best validation accuracy):
+/// the head a fine-tuning run starts from. Seeded by `seed` (data order only; the head's
+/// initial values are `model`'s).
+///
+/// # Errors
+/// As [`train`].
+pub fn probed_head(
+    model: ProbeHead,
+    features: &Images,
+    split: &Split,
+    init: ProbeInit,
+    batch: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Linear> {
+    let train_rows = features.select(&rows(&split.train, true));
+    let val_rows = features.select(&rows(&split.val, false));
+    let config = TrainConfig {
+        steps: init.steps,
+        batch_size: batch,
+        lr: init.lr,
+        seed,
+        evals: 4,
+        schedule: crate::train::Schedule::Cosine,
+        augment: Augment::None,
+    };
+    let trained = train::<3, ProbeHead>(
+        model,
+        &train_rows,
+        Some((&val_rows, Metric::Accuracy)),
+        &config,
+        device,
+        "probe head",
+    )?;
+    Ok(trained.model.head)
 }

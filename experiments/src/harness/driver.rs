@@ -68,7 +68,8 @@ pub fn run<E: Experiment>(plan: &E, env: &Env<'_>, out: &Path, options: RunOptio
         }
     }
     let cells = options.shard.select(plan.cells());
-    let total: usize = cells.iter().map(|c| run_count(plan, c)).sum();
+    // Runs of the plan (grows by one per grid extension).
+    let total = std::cell::Cell::new(cells.iter().map(|c| run_count(plan, c)).sum::<usize>());
     let mut done = 0usize;
     // Runs this process trained, and the time they took: the plan-level ETA.
     let (mut trained, clock) = (0usize, std::time::Instant::now());
@@ -86,9 +87,10 @@ pub fn run<E: Experiment>(plan: &E, env: &Env<'_>, out: &Path, options: RunOptio
                 )));
             }
             let per_run = clock.elapsed().as_secs_f64() / trained as f64;
-            let left = per_run * total.saturating_sub(done) as f64;
+            let left = per_run * total.get().saturating_sub(done) as f64;
             eprintln!(
-                "[{done}/{total}] {} (plan eta {})",
+                "[{done}/{}] {} (plan eta {})",
+                total.get(),
                 line(&record),
                 if left >= 90.0 {
                     format!("{:.0} min", left / 60.0)
@@ -116,6 +118,7 @@ pub fn run<E: Experiment>(plan: &E, env: &Env<'_>, out: &Path, options: RunOptio
             match protocol::extend(&grid, &choice.1, choice.0) {
                 Some(longer) if extensions < proto.grid_extensions => {
                     grid = longer;
+                    total.set(total.get() + 1);
                     extensions += 1;
                 }
                 _ => break choice,

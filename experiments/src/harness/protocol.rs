@@ -172,6 +172,11 @@ pub fn extend(grid: &[f64], choice: &LrChoice, chosen: f64) -> Option<Vec<f64>> 
     } else {
         return None;
     }
+    // Three significant digits, so ids read `lr0.0009`, not `lr0.0008999999999999998`.
+    let out: Vec<f64> = out
+        .iter()
+        .map(|v| format!("{v:.2e}").parse().unwrap_or(*v))
+        .collect();
     out.iter().all(|v| v.is_finite() && *v > 0.0).then_some(out)
 }
 
@@ -276,6 +281,11 @@ mod tests {
         assert_eq!((lr, choice.at_grid_edge), (1.0, true));
         // At the low edge the grid grows one geometric step below it; inside, it stays.
         assert_eq!(extend(&[1.0, 2.0], &choice, 1.0), Some(vec![0.5, 1.0, 2.0]));
+        let low = choose(&[3e-4, 1e-3], &[Some(&b), Some(&a)], 5);
+        assert_eq!(
+            extend(&[3e-4, 1e-3], &low.1, low.0),
+            Some(vec![9e-5, 3e-4, 1e-3])
+        );
         let high = choose(&[1.0, 2.0], &[Some(&a), Some(&b)], 5);
         assert_eq!(
             extend(&[1.0, 2.0], &high.1, high.0),

@@ -76,7 +76,7 @@ pub struct RunRecord {
     pub phase: String,
     /// The task and data setting, e.g. `mnist-8000`.
     pub task: String,
-    /// The method, e.g. `full`, `head`, `hf`.
+    /// The method, e.g. `full`, `head`, `locon`.
     pub method: String,
     /// Adapter rank asked for, or `None` for methods without one.
     pub rank: Option<usize>,

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::harness::record::RunRecord;
 use crate::harness::runlog::write_atomic;
 
-pub use plot::plot_svg;
+pub use plot::{curves_svg, plot_svg};
 pub use summary::{Intervals, SummaryRow, summarize, summarize_with};
 pub use tables::{forms, line, table, verdicts, within_margin};
 
@@ -108,6 +108,15 @@ pub fn write(
             .as_bytes(),
         )?;
         let _ = writeln!(md, "![{task}]({file})\n");
+        let curves = format!("curves-{task}.svg");
+        write_atomic(
+            &out.join(&curves),
+            curves_svg(records, task, &spec.plotted_form).as_bytes(),
+        )?;
+        let _ = writeln!(
+            md,
+            "Validation accuracy and training loss over the steps, mean over each row's final runs:\n\n![{task} curves]({curves})\n"
+        );
     }
     write_atomic(&out.join("report.md"), md.as_bytes())
 }

@@ -252,7 +252,7 @@ pub(crate) mod tests {
             "{text}"
         );
         assert!(
-            text.contains("`hf` rank 8 (weight) on t: no difference"),
+            text.contains("No difference from `full` established (the paired 95% CI contains 0): `hf` rank 8 (weight) on t (+0.0000)"),
             "{text}"
         );
         let near = within_margin(&summary, &["hf".into()], 0.01, "full");

@@ -41,55 +41,66 @@ fn signed_ci(c: Option<[f64; 2]>) -> String {
     c.map_or("n/a".into(), |[lo, hi]| format!("[{lo:+.4}, {hi:+.4}]"))
 }
 
-/// The Markdown table of the summary.
+/// The Markdown table of the summary, eight columns: method, rank, form, trainable share,
+/// rate, test accuracy with its 95% CI and the number of seeds, the paired difference to the
+/// reference with its CI, and the training time per step. One table per task, under the task's
+/// name when there are several. Everything else a row holds (parameter counts, peak memory,
+/// divergences, the rate's grid) is in `results.json`.
 pub fn table(summary: &[SummaryRow], reference: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| task | method | rank | forward | seeds | lr | trainable params | trainable share | adapter / adapted | test accuracy (mean) | 95% CI | paired diff vs `{reference}` | 95% CI of diff | diverged | train s | steps/s | peak MiB |"
-    );
-    let _ = writeln!(out, "|{}", "---|".repeat(17));
+    let mut tasks: Vec<&str> = Vec::new();
     for r in summary {
-        let diff = r.diff_vs_full.as_ref();
+        if !tasks.contains(&r.task.as_str()) {
+            tasks.push(&r.task);
+        }
+    }
+    for task in &tasks {
+        if tasks.len() > 1 {
+            let _ = writeln!(out, "\n**{task}**\n");
+        }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {}{} | {:.0} | {:.2}% | {} | {:.4} | {} | {} | {} | {} | {:.1} | {:.2} | {} |",
-            r.task,
-            r.method,
-            r.rank.map_or("-".into(), |x| x.to_string()),
-            r.forward.as_deref().unwrap_or("-"),
-            r.n,
-            r.lr.iter()
-                .map(|l| format!("{l}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            if r.lr_at_grid_edge {
-                " (grid edge)"
-            } else {
-                ""
-            },
-            r.trainable_params,
-            100.0 * r.trainable_share,
-            r.adapter_share_of_adapted
-                .map_or("-".into(), |s| format!("{:.1}%", 100.0 * s)),
-            r.mean,
-            ci(r.ci95),
-            diff.map_or("-".into(), |d| format!("{:+.4}", d.mean)),
-            diff.map_or("-".into(), |d| signed_ci(d.ci95)),
-            r.diverged,
-            r.train_seconds,
-            r.steps_per_second,
-            r.peak_memory_bytes
-                .map_or("n/a".into(), |b| format!("{:.0}", b as f64 / 1_048_576.0)),
+            "| method | rank | form | trainable | lr | test accuracy [95% CI] (n) | Δ vs `{reference}` [95% CI] | ms/step |"
         );
+        let _ = writeln!(out, "|{}", "---|".repeat(8));
+        for r in summary.iter().filter(|r| r.task == *task) {
+            let diff = r.diff_vs_full.as_ref().map_or("-".into(), |d| {
+                format!("{:+.4} {}", d.mean, signed_ci(d.ci95))
+            });
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.2}% | {}{} | {:.4} {} ({}){} | {diff} | {:.0} |",
+                r.method,
+                r.rank.map_or("-".into(), |x| x.to_string()),
+                r.forward.as_deref().unwrap_or("-"),
+                100.0 * r.trainable_share,
+                r.lr.iter()
+                    .map(|l| format!("{l}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if r.lr_at_grid_edge { " (edge)" } else { "" },
+                r.mean,
+                ci(r.ci95),
+                r.n,
+                if r.diverged > 0 {
+                    format!(", {} diverged", r.diverged)
+                } else {
+                    String::new()
+                },
+                1000.0 / r.steps_per_second.max(1e-9),
+            );
+        }
     }
     out
 }
 
-/// Sentences comparing each method with the reference: a difference is called only when the
-/// 95% CI of the paired difference excludes 0.
+/// What the intervals support against the reference: one sentence per row whose paired 95% CI
+/// excludes 0 (better or worse, by how much), then one line listing the rows where it does not,
+/// and one listing the rows without an interval (one seed).
 pub fn verdicts(summary: &[SummaryRow], reference: &str) -> String {
     let mut out = String::new();
+    let mut none = Vec::new();
+    let mut single = Vec::new();
     for r in summary {
         let Some(d) = &r.diff_vs_full else { continue };
         let name = format!(
@@ -101,9 +112,12 @@ pub fn verdicts(summary: &[SummaryRow], reference: &str) -> String {
                 .map_or(String::new(), |f| format!(" ({f})")),
             r.task
         );
-        let verdict = if d.excludes(0.0) {
-            format!(
-                "{} `{reference}` by {:.4} (paired 95% CI {}, {} seeds)",
+        if d.ci95.is_none() {
+            single.push(name);
+        } else if d.excludes(0.0) {
+            let _ = writeln!(
+                out,
+                "- {name}: {} `{reference}` by {:.4} (paired 95% CI {}, {} seeds).",
                 if d.mean > 0.0 {
                     "**better** than"
                 } else {
@@ -112,16 +126,24 @@ pub fn verdicts(summary: &[SummaryRow], reference: &str) -> String {
                 d.mean.abs(),
                 signed_ci(d.ci95),
                 d.n
-            )
+            );
         } else {
-            format!(
-                "no difference from `{reference}` established (paired difference {:+.4}, 95% CI {} contains 0 or is undefined, {} seeds)",
-                d.mean,
-                signed_ci(d.ci95),
-                d.n
-            )
-        };
-        let _ = writeln!(out, "- {name}: {verdict}.");
+            none.push(format!("{name} ({:+.4})", d.mean));
+        }
+    }
+    if !none.is_empty() {
+        let _ = writeln!(
+            out,
+            "- No difference from `{reference}` established (the paired 95% CI contains 0): {}.",
+            none.join(", ")
+        );
+    }
+    if !single.is_empty() {
+        let _ = writeln!(
+            out,
+            "- No interval (one seed), so no call: {}.",
+            single.join(", ")
+        );
     }
     out
 }
