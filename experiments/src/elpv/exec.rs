@@ -120,20 +120,23 @@ pub fn rank_plan(
     Ok(plan)
 }
 
-/// The record's per-layer view of a rank plan.
-fn layer_ranks(plan: &RankPlan, requested: usize) -> Vec<LayerRank> {
+/// The record's per-layer view of a rank plan: `requested_rank` is the plan's largest rank, and
+/// a layer held at its admissible rank below that is marked capped.
+fn layer_ranks(plan: &RankPlan) -> Vec<LayerRank> {
+    let top = plan.layers.iter().map(|l| l.rank).max().unwrap_or(0);
     plan.layers
         .iter()
         .map(|l| LayerRank {
             path: format!("{}.weight", l.path),
-            requested_rank: requested,
+            requested_rank: top,
             rank: l.rank,
             weight_params: l.kernel,
             adapter_params: l.params,
             share: l.params as f64 / l.kernel.max(1) as f64,
-            capped: (l.rank < requested).then(|| {
+            capped: (l.rank == l.cap && l.rank < top).then(|| {
                 format!(
-                    "rank {requested} is past this layer's admissible rank {}; capped",
+                    "held at its admissible rank {} (the type's limit on this layer, or the \
+                     largest rank below break-even) while others reach {top}",
                     l.cap
                 )
             }),
@@ -238,7 +241,13 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
             let head = LinearConfig::new(FEATURES, CLASSES).init(device);
             let model = ProbeHead { norm: norm(), head };
             materialize(&model);
-            fit::<3, _, _>(spec, model, Vec::new(), base_params, data, settings, device)
+            let mut record =
+                fit::<3, _, _>(spec, model, Vec::new(), base_params, data, settings, device)?;
+            // Examples are images (each training image stands for its 8 cached views), as for
+            // every other method: the corrected intervals read these sizes.
+            record.train_examples = split.train.len();
+            record.val_examples = split.val.len();
+            Ok(record)
         }
         Method::Affine => {
             let model = head(affine_only(base))?;
@@ -254,11 +263,15 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
             allocation,
         } => {
             let ranks = rank_plan(&cx.layers, variant, budget, allocation)?;
-            let requested = spec.cell.rank.unwrap_or(0);
             let net = head(base.no_grad())?;
             // Adapters come after the head, from the same seeded stream.
             let backbone = net.net.backbone.map_convs(|path, conv| {
-                let r = ranks.rank_of(path).unwrap_or(1);
+                let r =
+                    ranks
+                        .rank_of(path)
+                        .ok_or_else(|| lora_core::LoraError::InvalidGeometry {
+                            reason: format!("the rank plan has no rank for `{path}`"),
+                        })?;
                 let adapter = AdapterSpec::new(r, r as f64);
                 LoraConv::new(
                     path,
@@ -278,7 +291,7 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
                 norm: net.norm,
             };
             materialize(&model);
-            let layers = layer_ranks(&ranks, requested);
+            let layers = layer_ranks(&ranks);
             fit::<4, _, _>(spec, model, layers, base_params, data, settings, device)
         }
     }

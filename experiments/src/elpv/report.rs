@@ -72,9 +72,15 @@ fn describe(plan: &Plan, config: &ConfigOf<Plan>) -> String {
          on the cheapest layers while the budget allows, so every type spends its budget to \
          within one rank step; the `rank` column is the lowest per-layer rank, every layer's \
          rank is in `runs.jsonl`). Adapters use alpha = rank \
-         (scale 1), the auto forward form, the head trains with them. Intervals are 95% \
-         Nadeau–Bengio corrected t intervals over the splits (their training parts overlap), \
-         with n_test/n_train from each split's sizes.\n\n",
+         (scale 1), the auto forward form, the head trains with them.\n\n\
+         LP-FT: {}\n\n\
+         Intervals are 95% Nadeau–Bengio corrected t intervals over the splits (their training \
+         parts overlap), with n_test/n_train from one split's sizes in images. The shared \
+         \"What the intervals support\" section below uses unadjusted intervals; the Holm \
+         table further down is the one that accounts for the number of comparisons. Rates are \
+         chosen once per method and budget on split 0's validation images, which belong to the \
+         test folds of splits 1 to 4: every method is chosen the same way, so paired \
+         differences are fair, but the absolute accuracies may be slightly optimistic.\n\n",
         plan.profile,
         config.device,
         f.conv_weights,
@@ -101,6 +107,17 @@ fn describe(plan: &Plan, config: &ConfigOf<Plan>) -> String {
         plan.grid_extensions,
         plan.types.iter().map(|v| v.name()).collect::<Vec<_>>(),
         budgets,
+        match plan.probe_init {
+            Some(init) => format!(
+                "every method but the probe starts from the head a linear probe reaches on \
+                 the split's cached features (Adam {}, cosine, {} steps, the best validation \
+                 checkpoint; Kumar et al., ICLR 2022). A fresh head needs a rate near 1e-2 and \
+                 the pretrained backbone far less; at one rate for both, full fine-tuning stayed \
+                 at the majority class (the withdrawn shard in docs/results/withdrawn/).",
+                init.lr, init.steps
+            ),
+            None => "off: every method starts from the fresh seeded head.".into(),
+        },
     )
 }
 
@@ -111,11 +128,16 @@ fn scores(runs: &[&RunRecord], score: Score) -> Vec<(u64, f64)> {
         .collect()
 }
 
-/// The sizes the correction uses: training part (training + validation) and test fold.
+/// The sizes the correction uses: training part (training + validation) and test fold, in
+/// images. Every method runs on the same splits, so these come from `full`'s runs when given
+/// (older probe records counted its 8 cached views per image as examples).
 fn sizes(runs: &[&RunRecord]) -> (usize, usize) {
-    runs.first().map_or((0, 0), |r| {
-        (r.train_examples + r.val_examples, r.test_examples)
-    })
+    let of = |r: &&RunRecord| (r.train_examples + r.val_examples, r.test_examples);
+    runs.iter()
+        .find(|r| r.method == "full")
+        .or_else(|| runs.iter().find(|r| r.method != "probe"))
+        .or_else(|| runs.first())
+        .map_or((0, 0), of)
 }
 
 fn paired(a: &[(u64, f64)], b: &[(u64, f64)], n: (usize, usize)) -> Estimate {
@@ -161,7 +183,7 @@ pub fn sections(
     let full = full.clone();
     scores_table(&mut md, &rows, &full);
     let (key, pooled_sd, n, ratio) = against_full(&mut md, &rows, &full);
-    half_width(&mut md, key, pooled_sd, n, ratio);
+    half_width(&mut md, key, pooled_sd, n, ratio, plan.folds);
     per_budget(&mut md, &rows);
     paper(&mut md, &rows, plan);
     cost(&mut md, &rows, plan);
@@ -184,8 +206,8 @@ fn scores_table(md: &mut String, rows: &[(&SummaryRow, Vec<&RunRecord>)], full: 
         Score::ALL.map(Score::name).join(" | ")
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let n = sizes(full);
     for (row, runs) in rows {
-        let n = sizes(runs);
         let mut cells = Vec::new();
         let mut deltas = Vec::new();
         for s in Score::ALL {
@@ -232,8 +254,8 @@ fn against_full<'a>(
     let mut compared = Vec::new();
     let mut estimates = Vec::new();
     let mut p = Vec::new();
+    let n = sizes(full);
     for (row, runs) in rows.iter().filter(|(r, _)| r.method != "full") {
-        let n = sizes(runs);
         let e = paired(&scores(runs, Score::FourClass), &full_scores, n);
         p.push(e.ci95.map_or(f64::NAN, |ci| {
             t_two_sided_p(t_statistic(e.mean, ci, e.n), e.n.saturating_sub(1))
@@ -290,7 +312,14 @@ fn against_full<'a>(
 }
 
 /// The half-width reached, and the number of splits a 1-point half-width would need.
-fn half_width(md: &mut String, rows: Vec<&SummaryRow>, sd: f64, n: usize, ratio: f64) {
+fn half_width(
+    md: &mut String,
+    rows: Vec<&SummaryRow>,
+    sd: f64,
+    n: usize,
+    ratio: f64,
+    folds: usize,
+) {
     let _ = writeln!(
         md,
         "\n## Precision: the half-width reached and the n it implies\n"
@@ -317,9 +346,8 @@ fn half_width(md: &mut String, rows: Vec<&SummaryRow>, sd: f64, n: usize, ratio:
         Some(j) => {
             let _ = writeln!(
                 md,
-                " A half-width of 1 point needs about {j} splits ({} repeats of {}-fold) at this SD.\n",
-                j.div_ceil(n.max(1)),
-                n
+                " A half-width of 1 point needs about {j} splits ({} repeats of {folds}-fold) at this SD.\n",
+                j.div_ceil(folds.max(1))
             );
         }
         None => {

@@ -151,6 +151,26 @@ pub struct RunRecord {
     pub machine: Option<Machine>,
 }
 
+impl RunRecord {
+    /// The cell this run belongs to: its id without the phase, the seed and (for a sweep run)
+    /// the rate, e.g. `elpv-112/tucker2/b3%` from `final/elpv-112/tucker2/b3%/s0`. Rows of a
+    /// report are cells: two cells may share method and rank (one type at two budgets).
+    ///
+    /// An id not in the harness's `{phase}/{cell}/s{seed}` form (hand-made records) has no
+    /// cell: the empty string.
+    pub fn cell_key(&self) -> String {
+        let Some(rest) = self.id.strip_prefix(&format!("{}/", self.phase)) else {
+            return String::new();
+        };
+        let rest = match rest.rfind("/lr") {
+            Some(i) if self.phase == "sweep" => &rest[..i],
+            _ => rest,
+        };
+        let seed = format!("/s{}", self.seed);
+        rest.strip_suffix(&seed).unwrap_or(rest).to_string()
+    }
+}
+
 /// Adapter parameters over the parameters of the weights they adapt (layers with rank 0 are
 /// not adapted and count in neither).
 pub fn share_of_adapted(layers: &[LayerRank]) -> f64 {
@@ -371,6 +391,13 @@ pub(crate) mod tests {
         v.as_object_mut().unwrap().remove("machine");
         let old: RunRecord = serde_json::from_value(v).unwrap();
         assert_eq!(old.machine, None);
+        // The cell of a run: the id without phase, seed and rate.
+        let mut f = record("final/elpv-112/tucker2/b3%/s4", "tucker2", 4, 0.5);
+        assert_eq!(f.cell_key(), "elpv-112/tucker2/b3%");
+        f.phase = "sweep".into();
+        f.id = "sweep/t/m/r4/s1000000/lr0.001".into();
+        f.seed = 1_000_000;
+        assert_eq!(f.cell_key(), "t/m/r4");
     }
 
     impl RunRecord {

@@ -83,7 +83,13 @@ pub fn write(
     );
     md.push_str(&verdicts(summary, reference));
     let _ = writeln!(md, "\n## Within 1 point of `{reference}`\n");
-    md.push_str(&within_margin(summary, &spec.variants, 0.01, reference));
+    md.push_str(&within_margin(
+        summary,
+        &spec.variants,
+        0.01,
+        reference,
+        &spec.plotted_form,
+    ));
     let _ = writeln!(md, "\n## Ranks capped below break-even\n");
     md.push_str(&tables::capped(summary));
     let sweeps = records.iter().filter(|r| r.phase == "sweep").count();

@@ -21,6 +21,10 @@ pub struct SummaryRow {
     pub rank: Option<usize>,
     /// `weight`, `bypass`, `auto`, or `None` for methods without adapters.
     pub forward: Option<String>,
+    /// The cell ([`RunRecord::cell_key`]): what tells apart two rows of one method and rank
+    /// (one type at two budgets).
+    #[serde(default)]
+    pub cell: String,
     /// Mean test accuracy.
     pub mean: f64,
     /// Its 95% confidence interval (Student t over seeds); `None` with one seed.
@@ -54,7 +58,7 @@ pub struct SummaryRow {
     pub capped: Vec<String>,
 }
 
-type Key = (usize, usize, Option<usize>, Option<String>);
+type Key = (usize, usize, Option<usize>, Option<String>, String);
 
 /// The summary of the final runs, in first-seen order of tasks and methods, then rank and
 /// forward. `reference` names the method every other is paired against (same task, same seed).
@@ -95,7 +99,7 @@ pub fn summarize_with(
         let t = tasks.iter().position(|t| *t == r.task).unwrap_or(0);
         let m = methods.iter().position(|m| *m == r.method).unwrap_or(0);
         groups
-            .entry((t, m, r.rank, r.forward.clone()))
+            .entry((t, m, r.rank, r.forward.clone(), r.cell_key()))
             .or_default()
             .push(r);
     }
@@ -117,9 +121,15 @@ pub fn summarize_with(
             runs.sort_by_key(|r| r.seed);
             let first = runs[0];
             let accs: Vec<f64> = runs.iter().map(|r| r.test_accuracy).collect();
+            // One split's sizes, from the reference's runs when there are some (every method
+            // runs on the same splits; a probe on cached views counts rows, not images).
+            let sized = finals
+                .iter()
+                .find(|r| r.task == first.task && r.method == reference && r.forward.is_none())
+                .map_or(first, |r| *r);
             let sizes = (
-                first.train_examples + first.val_examples,
-                first.test_examples,
+                sized.train_examples + sized.val_examples,
+                sized.test_examples,
             );
             let e = match intervals {
                 Intervals::Student => estimate(&accs),
@@ -165,6 +175,7 @@ pub fn summarize_with(
                 method: first.method.clone(),
                 rank: first.rank,
                 forward: first.forward.clone(),
+                cell: first.cell_key(),
                 mean: e.mean,
                 ci95: e.ci95,
                 n: e.n,
@@ -208,6 +219,36 @@ pub(crate) mod tests {
     /// difference is exactly -0.02 with a zero-width CI (worse), although the unpaired CIs
     /// overlap. hf r8 differs by -0.01, +0.01, 0: mean 0, CI ±t_{0.975,2}·0.01/sqrt(3) =
     /// ±0.024841.
+
+    /// Rows are cells: one type at two budgets with the same rank label stays two rows, each
+    /// paired with the reference once per seed (merged, n would double and the CI shrink).
+    #[test]
+    fn one_row_per_cell() {
+        let mut runs = Vec::new();
+        for seed in 0..3u64 {
+            runs.push(record(&format!("final/t/full/s{seed}"), "full", seed, 0.8));
+            for (b, acc) in [("b1%", 0.7), ("b3%", 0.75)] {
+                let mut r = record(
+                    &format!("final/t/tucker2/{b}/s{seed}"),
+                    "tucker2",
+                    seed,
+                    acc,
+                );
+                r.rank = Some(3);
+                r.forward = Some("auto".into());
+                runs.push(r);
+            }
+        }
+        let summary = summarize(&runs, "full");
+        let rows: Vec<_> = summary.iter().filter(|r| r.method == "tucker2").collect();
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows.iter()
+                .all(|r| r.n == 3 && r.diff_vs_full.is_some_and(|d| d.n == 3))
+        );
+        assert_eq!(rows[0].cell, "t/tucker2/b1%");
+        assert!((rows[1].mean - 0.75).abs() < 1e-12);
+    }
 
     #[test]
     fn summary_pairs_by_seed() {
@@ -255,9 +296,9 @@ pub(crate) mod tests {
             text.contains("No difference from `full` established (the paired 95% CI contains 0): `hf` rank 8 (weight) on t (+0.0000)"),
             "{text}"
         );
-        let near = within_margin(&summary, &["hf".into()], 0.01, "full");
+        let near = within_margin(&summary, &["hf".into()], 0.01, "full", "weight");
         assert!(near.contains("no adapter row is within 1 point"), "{near}");
-        let near = within_margin(&summary, &["hf".into()], 0.03, "full");
+        let near = within_margin(&summary, &["hf".into()], 0.03, "full", "weight");
         assert!(near.contains("`hf` rank 4 at 5.00%"), "{near}");
     }
 }

@@ -148,14 +148,15 @@ pub fn verdicts(summary: &[SummaryRow], reference: &str) -> String {
     out
 }
 
-/// Which adapter rows are within `margin` of the reference by the paired CI (its lower end
-/// above `-margin`), the smallest trainable share first; and if none, the closest row of each
-/// variant.
+/// Which adapter rows (of forward form `form`) are within `margin` of the reference by the
+/// paired CI (its lower end above `-margin`), the smallest trainable share first; and if none,
+/// the closest row of each variant.
 pub fn within_margin(
     summary: &[SummaryRow],
     variants: &[String],
     margin: f64,
     reference: &str,
+    form: &str,
 ) -> String {
     let mut out = String::new();
     for task in summary
@@ -168,7 +169,7 @@ pub fn within_margin(
             .filter(|r| {
                 r.task == task
                     && variants.contains(&r.method)
-                    && matches!(r.forward.as_deref(), None | Some("weight"))
+                    && r.forward.as_deref().is_none_or(|f| f == form)
             })
             .collect();
         let mut hits: Vec<&&SummaryRow> = rows
@@ -223,9 +224,17 @@ pub fn within_margin(
 /// (from the same initial factors), mean test accuracy and steps/s per form, and the form each
 /// layer of the auto runs chose. Empty when no twin ran.
 pub fn forms(summary: &[SummaryRow], records: &[RunRecord]) -> String {
+    // Only cells run in more than one form have twins to compare.
+    let forms_of = |r: &SummaryRow| {
+        summary
+            .iter()
+            .filter(|x| x.task == r.task && x.method == r.method && x.rank == r.rank)
+            .filter(|x| x.forward.is_some())
+            .count()
+    };
     let twins: Vec<&SummaryRow> = summary
         .iter()
-        .filter(|r| matches!(r.forward.as_deref(), Some("bypass" | "auto")))
+        .filter(|r| matches!(r.forward.as_deref(), Some("bypass" | "auto")) && forms_of(r) > 1)
         .collect();
     if twins.is_empty() {
         return String::new();
@@ -318,6 +327,7 @@ pub fn runs_of<'a>(records: &'a [RunRecord], r: &SummaryRow) -> Vec<&'a RunRecor
                 && x.method == r.method
                 && x.rank == r.rank
                 && x.forward == r.forward
+                && (r.cell.is_empty() || x.cell_key() == r.cell)
         })
         .collect()
 }
