@@ -215,11 +215,6 @@ pub(crate) mod tests {
         r
     }
 
-    /// full: 0.90, 0.80, 0.85 over seeds 0..3; hf r4: full - 0.02 on every seed, so the paired
-    /// difference is exactly -0.02 with a zero-width CI (worse), although the unpaired CIs
-    /// overlap. hf r8 differs by -0.01, +0.01, 0: mean 0, CI ±t_{0.975,2}·0.01/sqrt(3) =
-    /// ±0.024841.
-
     /// Rows are cells: one type at two budgets with the same rank label stays two rows, each
     /// paired with the reference once per seed (merged, n would double and the CI shrink).
     #[test]
@@ -250,6 +245,10 @@ pub(crate) mod tests {
         assert!((rows[1].mean - 0.75).abs() < 1e-12);
     }
 
+    /// full: 0.90, 0.80, 0.85 over seeds 0..3; hf r4: full - 0.02 on every seed, so the paired
+    /// difference is exactly -0.02 with a zero-width CI (worse), although the unpaired CIs
+    /// overlap. hf r8 differs by -0.01, +0.01, 0: mean 0, CI ±t_{0.975,2}·0.01/sqrt(3) =
+    /// ±0.024841.
     #[test]
     fn summary_pairs_by_seed() {
         let full = [0.9, 0.8, 0.85];

@@ -51,13 +51,14 @@ fn check_file_kind(path: &Path) -> Result<()> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
     let in_peft_dir = parent.is_some_and(|p| p.join(peft::CONFIG).is_file());
     let name = path.file_name().map(|n| n.to_string_lossy().to_string());
-    if in_peft_dir && let (Some(dir), Some(name)) = (parent, &name) {
-        if name == peft::CONFIG || name.starts_with("adapter_model.") {
-            return refuse(format!(
-                "this is the `{name}` of the PEFT adapter in {}: pass that directory instead",
-                dir.display()
-            ));
-        }
+    if in_peft_dir
+        && let (Some(dir), Some(name)) = (parent, &name)
+        && (name == peft::CONFIG || name.starts_with("adapter_model."))
+    {
+        return refuse(format!(
+            "this is the `{name}` of the PEFT adapter in {}: pass that directory instead",
+            dir.display()
+        ));
     }
     if meta.len() == 0 {
         return refuse("an empty file (0 bytes)".into());
