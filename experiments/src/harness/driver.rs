@@ -108,10 +108,14 @@ pub fn run<E: Experiment>(plan: &E, env: &Env<'_>, out: &Path, options: RunOptio
         // one rate beyond it and sweep that too (runs already logged are skipped).
         let mut grid = plan.lr_grid(cell).to_vec();
         let mut extensions = 0;
+        // Each sweep run is stepped once, however often the grid grows (the counter and ETA).
+        let mut stepped = std::collections::HashSet::new();
         let choice = loop {
             let sweep = protocol::sweep_specs(&proto, cell, &grid);
             for spec in &sweep {
-                step(&mut log, spec)?;
+                if stepped.insert(spec.id()) {
+                    step(&mut log, spec)?;
+                }
             }
             let ran: Vec<Option<&RunRecord>> = sweep.iter().map(|s| log.get(&s.id())).collect();
             let choice = choose(&grid, &ran, proto.sweep_steps());
