@@ -113,6 +113,21 @@ pub fn run_experiment(
     }
 }
 
+/// The `report` subcommand every study binary has: merge the shard dirs (of one plan, of any
+/// study) into `out`, print where the report is, and exit 0; or print the error and exit 1.
+pub fn report_command(out: &Path, dirs: &[PathBuf]) -> std::process::ExitCode {
+    match crate::studies::merge(out, dirs) {
+        Ok(n) => {
+            println!("{n} runs; report: {}", out.join("report.md").display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Command-line overrides of a profile's plan.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {

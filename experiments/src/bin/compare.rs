@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use experiments::cli::{CommonArgs, run_experiment};
+use experiments::cli::{CommonArgs, report_command, run_experiment};
 use experiments::compare::estimate::{describe, probe};
 use experiments::compare::{Plan, RunOptions, default_out, run};
-use experiments::studies::merge;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -54,16 +53,7 @@ fn main() -> ExitCode {
     experiments::alloc::keep_freed_memory();
     let args = Args::parse();
     if let Some(Command::Report { out, dirs }) = args.command {
-        return match merge(&out, &dirs) {
-            Ok(n) => {
-                println!("{n} runs; report: {}", out.join("report.md").display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return report_command(&out, &dirs);
     }
     let common = args.common;
     let overrides = match common.overrides() {

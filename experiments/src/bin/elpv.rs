@@ -11,10 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use experiments::cli::{parse_device, run_experiment};
+use experiments::cli::{parse_device, report_command, run_experiment};
 use experiments::elpv::{Plan, Profile, default_out, run};
 use experiments::harness::Shard;
-use experiments::studies::merge;
 use lora_conv::ConvVariant;
 use lora_core::DeviceSpec;
 
@@ -124,16 +123,7 @@ fn main() -> ExitCode {
     experiments::alloc::keep_freed_memory();
     let args = Args::parse();
     if let Some(Command::Report { out, dirs }) = &args.command {
-        return match merge(out, dirs) {
-            Ok(n) => {
-                println!("{n} runs; report: {}", out.join("report.md").display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return report_command(out, dirs);
     }
     let plan = args.plan();
     let out = args.out.clone().unwrap_or_else(default_out);

@@ -190,7 +190,8 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
     };
     let device = &cx.device;
     let base_params = base_params(&cx.base);
-    let norm = || Standardize::fit(&cx.features, &probe::rows(&split.train, false), device);
+    // One standardization per run, shared by the probe head and the network (it is frozen).
+    let norm = Standardize::fit(&cx.features, &probe::rows(&split.train, false), device);
     // The head (and adapter factors) are drawn from the spec's seed, so every method of a seed
     // starts from the same head.
     device.seed(spec.seed);
@@ -201,7 +202,7 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
         materialize(&net);
         if let Some(init) = plan.probe_init {
             let probe = ProbeHead {
-                norm: norm(),
+                norm: norm.clone(),
                 head: net.head,
             };
             net.head = probe::probed_head(
@@ -214,7 +215,10 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
                 device,
             )?;
         }
-        Ok(ElpvNet { net, norm: norm() })
+        Ok(ElpvNet {
+            net,
+            norm: norm.clone(),
+        })
     };
     let mut base = cx.base.clone();
     base.fc = base.fc.no_grad();
@@ -239,7 +243,10 @@ pub fn run_spec(plan: &Plan, cx: &Context, spec: &Spec<Cell>) -> Result<RunRecor
             };
             // The same head as every other method of this seed (same draws, same order).
             let head = LinearConfig::new(FEATURES, CLASSES).init(device);
-            let model = ProbeHead { norm: norm(), head };
+            let model = ProbeHead {
+                norm: norm.clone(),
+                head,
+            };
             materialize(&model);
             let mut record =
                 fit::<3, _, _>(spec, model, Vec::new(), base_params, data, settings, device)?;

@@ -9,7 +9,7 @@ use super::metrics::{Score, holm, t_statistic, t_two_sided_p};
 use super::plan::{Method, Plan, percent};
 use crate::harness::ConfigOf;
 use crate::harness::record::RunRecord;
-use crate::harness::stats::{Estimate, corrected_estimate, t975};
+use crate::harness::stats::{Estimate, corrected_estimate, corrected_paired_difference, t975};
 use crate::report::tables::{confusion_tables, runs_of};
 use crate::report::{Intervals, ReportSpec, SummaryRow};
 
@@ -141,11 +141,7 @@ fn sizes(runs: &[&RunRecord]) -> (usize, usize) {
 }
 
 fn paired(a: &[(u64, f64)], b: &[(u64, f64)], n: (usize, usize)) -> Estimate {
-    let d: Vec<f64> = a
-        .iter()
-        .filter_map(|(s, x)| b.iter().find(|(t, _)| t == s).map(|(_, y)| x - y))
-        .collect();
-    corrected_estimate(&d, n.0, n.1)
+    corrected_paired_difference(a, b, n.0, n.1)
 }
 
 fn pct(e: &Estimate) -> String {

@@ -5,6 +5,12 @@ use std::fmt::Write as _;
 use super::summary::SummaryRow;
 use crate::harness::record::RunRecord;
 
+/// Series colours of both plots (the accuracy plot cycles through the first nine).
+const COLOURS: [&str; 10] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf",
+    "#bcbd22", "#ff7f0e",
+];
+
 /// An SVG plot for one task: mean test accuracy against trainable share (log x), with 95% CI
 /// error bars, one marker shape per adapter variant (rows of forward form `form`, joined over
 /// ranks), one
@@ -63,10 +69,7 @@ pub fn plot_svg(
     let tick = nice_step(y1 - y0, 8);
     let px = |x: f64| left + (x - x0) / (x1 - x0) * (w - left - right);
     let py = |y: f64| h - bottom - (y.clamp(y0, y1) - y0) / (y1 - y0) * (h - top - bottom);
-    let colours = [
-        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf",
-        "#bcbd22",
-    ];
+    let colours = &COLOURS[..9];
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -286,10 +289,7 @@ pub fn curves_svg(records: &[RunRecord], task: &str, form: &str) -> String {
 "#,
         (left + 2.0 * pw + gap) / 2.0
     );
-    let colours = [
-        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf",
-        "#bcbd22", "#ff7f0e",
-    ];
+    let colours = COLOURS;
     let xmax = curves
         .iter()
         .flat_map(|c| c.1.iter().chain(&c.2).map(|p| p.0))
