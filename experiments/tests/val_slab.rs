@@ -19,6 +19,7 @@ fn split() -> BrainSplit {
         dropped_midline: 0,
         train_centres: (0..n).map(|i| [-10.0, 8.0 * i as f32, 0.0]).collect(),
         test_centres: vec![[-10.0, 0.0, 0.0]; 2],
+        labelling: Vec::new(),
     }
 }
 

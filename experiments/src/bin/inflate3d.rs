@@ -1,14 +1,15 @@
-//! Does 2D -> 3D inflation plus conv LoRA pay off on volumes? Brain MRI lobes, left -> mirrored
-//! right hemisphere of one brain.
+//! Does 2D -> 3D inflation plus conv LoRA pay off on volumes? Brain MRI patches: left -> mirrored
+//! right hemisphere of one brain, or Colin27 -> ICBM152 (`--test-brain icbm152`).
 //!
-//! `cargo run -p experiments --bin inflate3d -- [--device cpu|wgpu|cuda] [--quick] [--shard I/N]`
+//! `cargo run -p experiments --bin inflate3d -- [--device cpu|wgpu|cuda] [--quick] [--shard I/N]
+//! [--test-brain colin27-right|icbm152] [--label lobe|tissue|segment]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use experiments::cli::{CommonArgs, run_experiment};
-use experiments::data::brain::BrainLabel;
+use experiments::data::brain::{BrainLabel, TestBrain};
 use experiments::inflate3d::{Plan, run};
 
 #[derive(Parser, Debug)]
@@ -16,10 +17,17 @@ use experiments::inflate3d::{Plan, run};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// The patch label: `lobe` (the AAL lobe at the centre, largely a function of position) or
-    /// `tissue` (terciles of the local T1 intensity: local appearance).
-    #[arg(long, default_value = "lobe")]
-    label: BrainLabel,
+    /// The patch label: `lobe` (the AAL lobe at the centre, largely a function of position),
+    /// `tissue` (terciles of the local T1 intensity, within Colin27 only) or `segment` (CSF,
+    /// grey or white matter by a per-brain intensity procedure, with `--test-brain icbm152`).
+    /// Default: `lobe` within Colin27, `segment` with ICBM152.
+    #[arg(long)]
+    label: Option<BrainLabel>,
+    /// Where the test patches come from: `colin27-right` (within-subject: train on Colin27's
+    /// left hemisphere, test on its mirrored right) or `icbm152` (cross-template: train on
+    /// brain-extracted Colin27, test on the ICBM152 2009a template).
+    #[arg(long, default_value = "colin27-right")]
+    test_brain: TestBrain,
 }
 
 fn main() -> ExitCode {
@@ -40,11 +48,15 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut plan = Plan::new(common.quick, &overrides);
-    plan.patches.label = args.label;
-    let out = common
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results/inflate3d"));
+    plan.patches.test_brain = args.test_brain;
+    plan.patches.label = args.label.unwrap_or(match args.test_brain {
+        TestBrain::Colin27Right => BrainLabel::Lobe,
+        TestBrain::Icbm152 => BrainLabel::Segment,
+    });
+    let out = common.out.clone().unwrap_or_else(|| match args.test_brain {
+        TestBrain::Colin27Right => PathBuf::from("results/inflate3d"),
+        TestBrain::Icbm152 => PathBuf::from("results/inflate3d-icbm152"),
+    });
     let cache = common
         .cache
         .clone()

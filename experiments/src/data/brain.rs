@@ -1,5 +1,10 @@
 //! The 3-D task: cubic patches of the Colin27 T1, labelled by the lobe of the AAL region at
-//! their centre, trained on the left hemisphere and tested on the right.
+//! their centre or by tissue, trained on the left hemisphere and tested on the right
+//! (within-subject), or trained on Colin27 and tested on ICBM152 ([`cross`], cross-template).
+
+pub mod cross;
+pub mod grid;
+pub mod tissue;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -131,6 +136,9 @@ pub enum BrainLabel {
     /// Local appearance ([`TISSUES`]): how bright the T1 is around the centre, as terciles,
     /// which position alone predicts poorly.
     Tissue,
+    /// CSF, grey or white matter ([`tissue::SEGMENTS`]) by the intensity procedure of
+    /// [`tissue`], which labels any brain-extracted T1 alike (cross-template mode).
+    Segment,
 }
 
 impl BrainLabel {
@@ -139,6 +147,7 @@ impl BrainLabel {
         match self {
             BrainLabel::Lobe => &LOBES,
             BrainLabel::Tissue => &TISSUES,
+            BrainLabel::Segment => &tissue::SEGMENTS,
         }
     }
 
@@ -147,6 +156,7 @@ impl BrainLabel {
         match self {
             BrainLabel::Lobe => "brain-lobes",
             BrainLabel::Tissue => "brain-tissue",
+            BrainLabel::Segment => "brain-segment",
         }
     }
 }
@@ -158,7 +168,8 @@ impl std::str::FromStr for BrainLabel {
         match s {
             "lobe" => Ok(BrainLabel::Lobe),
             "tissue" => Ok(BrainLabel::Tissue),
-            _ => Err(format!("`{s}`: expected lobe or tissue")),
+            "segment" => Ok(BrainLabel::Segment),
+            _ => Err(format!("`{s}`: expected lobe, tissue or segment")),
         }
     }
 }
@@ -179,6 +190,42 @@ pub struct PatchConfig {
     /// either.
     #[serde(default)]
     pub label: BrainLabel,
+    /// Where the test patches come from.
+    #[serde(default)]
+    pub test_brain: TestBrain,
+}
+
+/// Where the test patches come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TestBrain {
+    /// Within-subject: Colin27's right hemisphere, after training on its left.
+    #[default]
+    Colin27Right,
+    /// Cross-template: ICBM152 2009a, after training on all of (brain-extracted) Colin27.
+    Icbm152,
+}
+
+impl TestBrain {
+    /// The spelling on the command line and in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            TestBrain::Colin27Right => "colin27-right",
+            TestBrain::Icbm152 => "icbm152",
+        }
+    }
+}
+
+impl std::str::FromStr for TestBrain {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "colin27-right" => Ok(TestBrain::Colin27Right),
+            "icbm152" => Ok(TestBrain::Icbm152),
+            _ => Err(format!("`{s}`: expected colin27-right or icbm152")),
+        }
+    }
 }
 
 /// Patches of one hemisphere: `[d, h, w] = [z, y, x]`, z-scored with the training statistics.
@@ -195,6 +242,9 @@ pub struct BrainSplit {
     /// World coordinates of each test patch's centre voxel, x mirrored (`-x`) when the patches
     /// are, so that they compare with the training centres.
     pub test_centres: Vec<[f32; 3]>,
+    /// How the labelling procedure agrees with a reference, where there is one (the
+    /// cross-template mode's ICBM152 tissue maps).
+    pub labelling: Vec<tissue::Agreement>,
 }
 
 /// Refuse a volume whose orientation makes the hemisphere split ambiguous: the world x axis
@@ -233,11 +283,20 @@ pub fn check_orientation(v: &Volume, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Load the T1 and the atlas from `data_dir/mri` and cut the patches.
+/// Load the volumes from `data_dir/mri` and cut the patches: the two hemispheres of Colin27,
+/// or Colin27 and ICBM152 ([`cross::load`]), as `config.test_brain` says.
 ///
 /// # Errors
 /// Missing files (with the fetch command), malformed files, or volumes on different grids.
 pub fn load(data_dir: &Path, config: &PatchConfig) -> Result<BrainSplit> {
+    match config.test_brain {
+        TestBrain::Colin27Right => load_within(data_dir, config),
+        TestBrain::Icbm152 => cross::load(data_dir, config),
+    }
+}
+
+/// The within-subject split: Colin27's left hemisphere, then its right.
+fn load_within(data_dir: &Path, config: &PatchConfig) -> Result<BrainSplit> {
     let dir = data_dir.join("mri");
     let t1_path = require(data_dir, dir.join("ch2.nii.gz"))?;
     let atlas_path = require(data_dir, dir.join("aal.nii.gz"))?;
@@ -266,7 +325,7 @@ pub fn patches(
     config: &PatchConfig,
 ) -> BrainSplit {
     let f = config.factor.max(1);
-    let small = resample(t1, f);
+    let small = grid::block_average(t1, f);
     let [nx, ny, nz] = [t1.dims[0] / f, t1.dims[1] / f, t1.dims[2] / f];
     let p = config.size;
     let half = p / 2;
@@ -363,6 +422,7 @@ pub fn patches(
         dropped_midline: dropped,
         train_centres: left_centres,
         test_centres: right_centres,
+        labelling: Vec::new(),
     }
 }
 
@@ -379,29 +439,6 @@ pub fn tercile_thresholds(values: &[f64]) -> [f64; 2] {
             .unwrap_or(f64::INFINITY)
     };
     [at(1), at(2)]
-}
-
-/// Block-average a volume by `f` along each axis (x fastest in and out).
-fn resample(v: &Volume, f: usize) -> Vec<f32> {
-    let [nx, ny, nz] = [v.dims[0] / f, v.dims[1] / f, v.dims[2] / f];
-    let mut out = Vec::with_capacity(nx * ny * nz);
-    let scale = 1.0 / (f * f * f) as f32;
-    for z in 0..nz {
-        for y in 0..ny {
-            for x in 0..nx {
-                let mut sum = 0.0;
-                for dz in 0..f {
-                    for dy in 0..f {
-                        for dx in 0..f {
-                            sum += v.at(x * f + dx, y * f + dy, z * f + dz);
-                        }
-                    }
-                }
-                out.push(sum * scale);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

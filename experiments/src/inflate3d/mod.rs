@@ -1,6 +1,7 @@
 //! `inflate3d`: does 2D -> 3D inflation plus conv LoRA pay off on volumes? Brain MRI patches
-//! of the Colin27 T1, labelled by lobe, trained on the left hemisphere and tested on the
-//! mirrored right hemisphere of the same brain (within-subject transfer).
+//! of the Colin27 T1, labelled by lobe or tissue, trained on the left hemisphere and tested on
+//! the mirrored right hemisphere of the same brain (within-subject transfer), or trained on
+//! Colin27 and tested on the ICBM152 template (cross-template transfer, `--test-brain icbm152`).
 //!
 //! A study on the [`crate::harness`]: [`plan`] (the typed plan and its cells of (method,
 //! rank)), [`split`] (the validation slab, the test hemisphere, centre slices), [`baselines`]
@@ -17,7 +18,7 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
-use crate::data::brain::load;
+use crate::data::brain::{TestBrain, load};
 use crate::error::{ExpError, Result};
 use crate::harness::{self, ConfigOf, Env, Experiment, Protocol, RunRecord, Shard};
 use crate::pretrain::{load_fashion, pretrained, require_fashion_train};
@@ -64,15 +65,28 @@ impl Experiment for Plan {
             )));
         }
         eprintln!(
-            "patches: {} train, {} validation slab (y {:.0}..{:.0} mm), {} test (right, mirrored); {} dropped at the midline, {} around the slab",
+            "patches: {} train, {} validation slab (y {:.0}..{:.0} mm), {} test ({}); {} dropped at the midline, {} around the slab",
             data.train.len(),
             data.val.len(),
             data.slab_y.0,
             data.slab_y.1,
             data.test.len(),
+            match self.patches.test_brain {
+                TestBrain::Colin27Right => "right hemisphere, mirrored",
+                TestBrain::Icbm152 => "ICBM152",
+            },
             data.dropped_midline,
             data.dropped_guard
         );
+        for a in &data.labelling {
+            eprintln!(
+                "labelling on {} patches: {:.1}% agreement, kappa {:.3} ({})",
+                a.patches,
+                100.0 * a.accuracy,
+                a.kappa,
+                a.what
+            );
+        }
         let fashion_test = load_fashion(env.data, "t10k")?;
         require_fashion_train(env.data)?;
         let pre = pretrained(
@@ -95,6 +109,8 @@ impl Experiment for Plan {
             slab_y_mm: [data.slab_y.0, data.slab_y.1],
             pretrain_test_accuracy: pre.test_accuracy,
             pretrain_checkpoint: pre.path.display().to_string(),
+            test_brain: self.patches.test_brain,
+            labelling: data.labelling.clone(),
         };
         let slices = (
             centre_slices(&data.train),
@@ -124,11 +140,11 @@ impl Experiment for Plan {
 
     fn sections(
         &self,
-        _config: &ConfigOf<Plan>,
+        config: &ConfigOf<Plan>,
         summary: &[SummaryRow],
         records: &[RunRecord],
     ) -> String {
-        report::sections(self, summary, records)
+        report::sections(self, &config.facts, summary, records)
     }
 }
 

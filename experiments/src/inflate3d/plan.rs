@@ -4,7 +4,7 @@ use lora_conv::ConvVariant;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Overrides;
-use crate::data::brain::{BrainLabel, PatchConfig};
+use crate::data::brain::{BrainLabel, PatchConfig, TestBrain};
 use crate::error::{ExpError, Result};
 use crate::harness::{self, Labels, Protocol};
 use crate::model::CnnConfig;
@@ -67,6 +67,7 @@ impl Plan {
                     stride: 8,
                     mirror_test: true,
                     label: BrainLabel::Lobe,
+                    test_brain: TestBrain::Colin27Right,
                 },
                 depth: 3,
                 ranks: vec![2],
@@ -91,6 +92,7 @@ impl Plan {
                     stride: 4,
                     mirror_test: true,
                     label: BrainLabel::Lobe,
+                    test_brain: TestBrain::Colin27Right,
                 },
                 depth: 3,
                 ranks: vec![2, 8],
@@ -143,6 +145,23 @@ impl Plan {
         }
         if self.ranks.contains(&0) {
             return bad("--ranks: ranks start at 1");
+        }
+        match (self.patches.test_brain, self.patches.label) {
+            (TestBrain::Colin27Right, BrainLabel::Segment) => {
+                return bad(
+                    "--label segment labels brain-extracted T1s for --test-brain icbm152; within \
+                     Colin27 use --label lobe or --label tissue",
+                );
+            }
+            (TestBrain::Icbm152, BrainLabel::Tissue) => {
+                return bad(
+                    "--label tissue takes its tercile thresholds from the training hemisphere, \
+                     which says nothing about another brain's intensity scale; with \
+                     --test-brain icbm152 use --label segment (the same procedure on each \
+                     brain) or --label lobe",
+                );
+            }
+            _ => {}
         }
         if !(self.val_guard.is_finite() && self.val_guard >= 0.0) {
             return bad("val_guard: the guard band is a non-negative number of patch sides");

@@ -4,6 +4,7 @@
 use super::plan::Plan;
 use crate::data::Images;
 use crate::data::brain::BrainSplit;
+use crate::data::brain::tissue::Agreement;
 
 /// The patches, split into training, validation slab and mirrored test hemisphere.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct BrainData {
     pub dropped_midline: usize,
     /// World y range of the slab (mm).
     pub slab_y: (f32, f32),
+    /// The labelling procedure's agreement with a reference, where there is one.
+    pub labelling: Vec<Agreement>,
 }
 
 /// Cut the validation slab out of the training hemisphere.
@@ -58,6 +61,7 @@ pub fn split_slab(split: BrainSplit, plan: &Plan) -> BrainData {
         dropped_guard: dropped,
         dropped_midline: split.dropped_midline,
         slab_y: (lo, hi),
+        labelling: split.labelling,
     }
 }
 

@@ -69,7 +69,7 @@ pub fn table(summary: &[SummaryRow], reference: &str) -> String {
             });
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.2}% | {}{} | {:.4} {} ({}){} | {diff} | {:.0} |",
+                "| {} | {} | {} | {:.2}% | {}{} | {:.4} {} ({}){} | {diff} | {} |",
                 r.method,
                 r.rank.map_or("-".into(), |x| x.to_string()),
                 r.forward.as_deref().unwrap_or("-"),
@@ -87,7 +87,12 @@ pub fn table(summary: &[SummaryRow], reference: &str) -> String {
                 } else {
                     String::new()
                 },
-                1000.0 / r.steps_per_second.max(1e-9),
+                // Baselines train nothing: no step time.
+                if r.steps_per_second > 0.0 {
+                    format!("{:.0}", 1000.0 / r.steps_per_second)
+                } else {
+                    "-".to_string()
+                },
             );
         }
     }

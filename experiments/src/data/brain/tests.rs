@@ -63,6 +63,7 @@ fn hemisphere_split_and_midline_filter() {
         stride: 2,
         mirror_test: false,
         label: BrainLabel::Lobe,
+        test_brain: TestBrain::Colin27Right,
     };
     let split = patches(&t1, &atlas, &lobes, &config);
     // Per x-centre there are 2x2 (y, z) centres, each a patch.
@@ -133,6 +134,7 @@ fn tissue_labels_are_training_terciles_of_local_intensity() {
         stride: 2,
         mirror_test: true,
         label: BrainLabel::Tissue,
+        test_brain: TestBrain::Colin27Right,
     };
     let split = patches(&t1, &atlas, &lobes, &config);
     let lobe = patches(
@@ -141,6 +143,7 @@ fn tissue_labels_are_training_terciles_of_local_intensity() {
         &lobes,
         &PatchConfig {
             label: BrainLabel::Lobe,
+            test_brain: TestBrain::Colin27Right,
             ..config
         },
     );
