@@ -2,7 +2,8 @@
 //! few Adam steps with batch statistics (which moves every BatchNorm's running statistics, the
 //! frozen ones' too), saved with `file_from_model` and loaded with `attach_file` onto a fresh
 //! base read from the base's own state dict. Native: bit-identical logits. PEFT: logits within
-//! 1e-5 of the largest magnitude. Both: the same accuracy on a held-out synthetic set.
+//! 1e-5 of the largest magnitude. Both: the same accuracy on a held-out synthetic set. And a
+//! file the real PEFT wrote for the same CNN trained in PyTorch gives PyTorch's logits.
 
 use std::collections::BTreeMap;
 
@@ -289,4 +290,46 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max)
+}
+
+/// The other direction, with a file the real PEFT 0.21.2 wrote (`fixtures/model-peft-bn`,
+/// `make.py`): the same CNN trained in PyTorch with the BatchNorms and the head in
+/// `modules_to_save` (each BatchNorm whole, `num_batches_tracked` included). The PyTorch base
+/// plus the adapter, on the burn model, gives PyTorch's eval-mode logits to 1e-5 of the
+/// largest, and the same predictions.
+#[test]
+fn a_real_peft_file_with_batch_norm_in_modules_to_save_reproduces_pytorch() {
+    let device = Device::flex();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model-peft-bn");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
+    let base = load(&read("base.safetensors"), &device);
+    let peft =
+        format::read(&dir.join("peft"), &ReadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(peft.replacements.contains_key("bn1.num_batches_tracked"));
+    let adapted =
+        attach_file(&base, &peft, &PathMap::identity(), vec![]).unwrap_or_else(|e| panic!("{e}"));
+    let io = StateDict::from_bytes("io", &read("io.safetensors")).unwrap_or_else(|e| panic!("{e}"));
+    let tensor = |key: &str| {
+        let stored = &io.tensors[key];
+        (stored.shape.clone(), stored.to_f32().unwrap_or_default())
+    };
+    let (shape, input) = tensor("input");
+    let x = Tensor::<4>::from_data(TensorData::new(input, shape), &device);
+    let (_, want) = tensor("logits");
+    let labels: Vec<usize> = want
+        .chunks(CLASSES)
+        .map(|r| (0..CLASSES).fold(0, |b, j| if r[j] > r[b] { j } else { b }))
+        .collect();
+    let (got, accuracy) = evaluate(&adapted, &x, &labels);
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = max_diff(&got, &want);
+    println!("PEFT file on burn: max diff {diff:e} of {scale}");
+    assert!(diff <= 1e-5 * scale, "max diff {diff:e} of {scale}");
+    assert_eq!(accuracy, 1.0, "burn's predictions are PyTorch's");
+    // Without the file's statistics the logits are not PyTorch's.
+    let mut bare = peft.clone();
+    bare.replacements.retain(|k, _| !k.contains("running"));
+    let without =
+        attach_file(&base, &bare, &PathMap::identity(), vec![]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(max_diff(&evaluate(&without, &x, &labels).0, &want) > 1e-3 * scale);
 }
