@@ -27,8 +27,11 @@ use regex::Regex;
 use crate::adapter::{AdapterFile, Format, LayerAdapter, MagnitudeLayout};
 use crate::algorithm::{Cp, Factor, Factors, LoCon, LoHa, LoKr, Tucker2};
 use crate::error::{FileError, Result};
-use crate::state_dict::{StateDict, Stored};
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use crate::state_dict::StateDict;
+use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+
+mod extras;
+pub use extras::RunningStats;
 
 /// Regex rewrites of module paths, applied in order (each to the result of the last).
 #[derive(Debug, Clone, Default)]
@@ -365,8 +368,9 @@ impl AdapterFactory for FileFactory<'_> {
 
 /// Put the adapters of `file` on `model`: the layer at PyTorch module path `m` adapts burn's
 /// `map(m).weight`. The file's whole-tensor replacements (PEFT `modules_to_save`, the native
-/// format's trainable extras) are loaded first, through burn-store with PyTorch layouts
-/// converted, and stay trainable. `trainable` lists further burn parameter patterns that stay
+/// format's extras, BatchNorm running statistics among them) are loaded first, through
+/// burn-store with PyTorch layouts converted, into a copy that shares no running statistics
+/// with `model`; the replaced parameters stay trainable. `trainable` lists further burn parameter patterns that stay
 /// trainable (a head, BatchNorm affine); every other non-adapter parameter is frozen.
 ///
 /// # Errors
@@ -419,10 +423,18 @@ pub fn attach_file<M: Module>(
 
 /// `model` with the file's whole-tensor replacements (PEFT `modules_to_save`, native extras)
 /// loaded through burn-store (PyTorch names and layouts converted), and their burn paths.
+/// The copy shares no BatchNorm running statistics with `model`, which stays as it was.
+/// BatchNorm's `num_batches_tracked` has no burn counterpart and is not loaded.
 fn replace<M: Module>(model: &M, file: &AdapterFile, map: &PathMap) -> Result<(M, Vec<String>)> {
+    let tensors = file
+        .replacements
+        .iter()
+        .filter(|(k, _)| !k.ends_with(".num_batches_tracked"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let dict = rename_modules(
         StateDict {
-            tensors: file.replacements.clone(),
+            tensors,
             metadata: BTreeMap::new(),
         },
         map,
@@ -431,7 +443,7 @@ fn replace<M: Module>(model: &M, file: &AdapterFile, map: &PathMap) -> Result<(M
     let mut store = SafetensorsStore::from_bytes(Some(bytes))
         .with_from_adapter(PyTorchToBurnAdapter)
         .allow_partial(true);
-    let mut loaded = model.clone();
+    let mut loaded = extras::unshared(model);
     let result = loaded
         .load_from(&mut store)
         .map_err(|e| store_error("loading modules_to_save", e))?;
@@ -691,15 +703,33 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
 }
 
 /// The adapters of `model` as an adapter file (native, unless written in another format),
-/// the layer at burn path `p.weight` named `back(p)`, with the model's other trainable
-/// parameters (a new head, BatchNorm affine) as whole-tensor replacements in PyTorch names and
-/// layouts.
+/// the layer at burn path `p.weight` named `back(p)`, with whatever else training may have
+/// changed as whole-tensor replacements in PyTorch names and layouts: the model's other
+/// trainable parameters (a new head, BatchNorm affine) and every BatchNorm's running
+/// statistics ([`RunningStats::All`]), so that [`attach_file`] on the base gives back this
+/// model's outputs bit for bit. [`file_from_model_with`] saves fewer statistics.
 ///
 /// # Errors
 /// [`FileError::Inexpressible`] naming the first merged weight (unmerge before saving: the
 /// factors of a merged adapter no longer say what the base holds); [`FileError::Config`] when
-/// the model carries no adapter, or a burn path does not end in `.weight`.
+/// the model carries no adapter, or a burn path does not end in `.weight`;
+/// [`FileError::Io`] when burn-store cannot save the model's state.
 pub fn file_from_model<M: Module>(model: &M, back: &PathMap) -> Result<AdapterFile> {
+    file_from_model_with(model, back, RunningStats::All)
+}
+
+/// [`file_from_model`], saving the BatchNorm running statistics `stats` selects: all of them,
+/// those that differ from a base state dict's, or none (a file that reproduces the model only
+/// if its statistics are the base's, and that LyCORIS can hold if nothing else is replaced).
+///
+/// # Errors
+/// As [`file_from_model`]; also [`FileError::MissingKey`] when [`RunningStats::ChangedFrom`]'s
+/// state dict lacks a running statistic the model has (check the path map).
+pub fn file_from_model_with<M: Module>(
+    model: &M,
+    back: &PathMap,
+    stats: RunningStats<'_>,
+) -> Result<AdapterFile> {
     let mut c = Collector::default();
     model.visit(&mut c);
     // Only this workspace's adapters: they carry the `scale` integer (burn's own LoRA does not).
@@ -782,7 +812,7 @@ pub fn file_from_model<M: Module>(model: &M, back: &PathMap) -> Result<AdapterFi
             },
         );
     }
-    let replacements = extras(model, &c.trainable, back)?;
+    let replacements = extras::extras(model, &c.trainable, back, stats)?;
     Ok(AdapterFile {
         source: "model".to_string(),
         format: Format::Native,
@@ -813,54 +843,4 @@ fn rename_modules(dict: StateDict, map: &PathMap) -> StateDict {
         tensors,
         metadata: dict.metadata,
     }
-}
-
-/// The trainable extras at burn paths `paths`, in PyTorch names and layouts (burn-store's
-/// adapter transposes Linear weights and renames BatchNorm gamma/beta), keyed by `back`'s
-/// module names.
-fn extras<M: Module>(
-    model: &M,
-    paths: &[String],
-    back: &PathMap,
-) -> Result<BTreeMap<String, Stored>> {
-    if paths.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
-    model
-        .save_into(&mut store)
-        .map_err(|e| store_error("saving the trainable extras", e))?;
-    let bytes = store
-        .get_bytes()
-        .map_err(|e| store_error("saving the trainable extras", e))?;
-    let dict = rename_modules(StateDict::from_bytes("trainable extras", &bytes)?, back);
-    // burn-store names a BatchNorm's gamma and beta `weight` and `bias` in PyTorch layout; keep
-    // exactly the listed parameters under those names.
-    let wanted: std::collections::BTreeSet<String> = paths
-        .iter()
-        .filter_map(|p| p.rsplit_once('.'))
-        .map(|(module, name)| {
-            let name = match name {
-                "gamma" => "weight",
-                "beta" => "bias",
-                other => other,
-            };
-            format!("{}.{name}", back.apply(module))
-        })
-        .collect();
-    let tensors: BTreeMap<String, Stored> = dict
-        .tensors
-        .into_iter()
-        .filter(|(k, _)| wanted.contains(k))
-        .collect();
-    if tensors.len() != wanted.len() {
-        return Err(store_error(
-            "saving the trainable extras",
-            format!(
-                "wanted {wanted:?}, burn-store gave {:?}",
-                tensors.keys().collect::<Vec<_>>()
-            ),
-        ));
-    }
-    Ok(tensors)
 }

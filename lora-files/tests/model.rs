@@ -445,12 +445,39 @@ fn modules_to_save_load_on_both_paths_and_extras_save() {
         .unwrap_or_default();
     assert_eq!(gamma, new_values["weight"]);
 
-    // Saving: the trainable extras (the BatchNorm affine) come back in PyTorch names.
+    // Saving: the trainable extras (the BatchNorm affine) and every BatchNorm whole (running
+    // statistics and counter) come back in PyTorch names.
     let saved = file_from_model(&adapted, &to_pytorch()).unwrap_or_else(|e| panic!("{e}"));
     let keys: Vec<&str> = saved.replacements.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["stem.1.bias", "stem.1.weight"]);
+    let bn = [
+        "bias",
+        "num_batches_tracked",
+        "running_mean",
+        "running_var",
+        "weight",
+    ];
+    let want: Vec<String> = ["block.1", "stem.1"]
+        .iter()
+        .flat_map(|m| bn.map(|p| format!("{m}.{p}")))
+        .collect();
+    assert_eq!(keys, want);
+    // (The running statistics moved since loading: the forward above ran in training mode.)
     assert_eq!(
         saved.replacements["stem.1.weight"].to_f32(),
         Some(new_values["weight"].clone())
+    );
+    // Against the base state dict: both BatchNorms moved (the forward above trained them), and
+    // the counter is the base's.
+    let changed = lora_files::model::file_from_model_with(
+        &adapted,
+        &to_pytorch(),
+        lora_files::model::RunningStats::ChangedFrom(&base_dict),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let keys: Vec<&str> = changed.replacements.keys().map(String::as_str).collect();
+    assert_eq!(keys, want);
+    assert_eq!(
+        changed.replacements["stem.1.num_batches_tracked"],
+        base_dict.tensors["stem.1.num_batches_tracked"]
     );
 }
