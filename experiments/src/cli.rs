@@ -90,6 +90,7 @@ pub fn run_experiment(
     out: &Path,
     run: impl FnOnce(&burn::tensor::Device) -> crate::error::Result<()>,
 ) -> std::process::ExitCode {
+    quiet_headless_wgpu(spec);
     let device = match spec.device() {
         Ok(d) => d.autodiff(),
         Err(e) => {
@@ -110,6 +111,40 @@ pub fn run_experiment(
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Give a headless wgpu run a private `XDG_RUNTIME_DIR` when the environment has none, before
+/// any device exists. Mesa's Vulkan drivers (lavapipe on a CPU-only box) probe for a Wayland
+/// display while enumerating adapters, and libwayland prints "XDG_RUNTIME_DIR is invalid or not
+/// set" once per probe (four times per run) when the variable is missing; with an empty dir
+/// (`$TMPDIR/lora-xdg-runtime`, mode 0700) the probe finds no display and says nothing. Does
+/// nothing for other devices, or when the variable already names an absolute path. Call it
+/// first thing in `main`, while the process has one thread.
+pub fn quiet_headless_wgpu(spec: &DeviceSpec) {
+    if !matches!(spec, DeviceSpec::Wgpu(_)) {
+        return;
+    }
+    let set = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|v| Path::new(&v).is_absolute());
+    if set {
+        return;
+    }
+    // One dir for every run (not one per process, which would litter the temp dir); the probe
+    // only needs the variable to name a directory, and connects to nothing in it.
+    let dir = std::env::temp_dir().join("lora-xdg-runtime");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
+    // SAFETY: called from `main` before any thread is spawned (no device, no thread pool
+    // exists yet), so no other thread can read the environment concurrently.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
     }
 }
 

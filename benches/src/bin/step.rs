@@ -65,6 +65,7 @@ fn main() {
 
 fn run(args: &Args) -> Result<(), String> {
     let spec = experiments::cli::parse_device(&args.device)?;
+    experiments::cli::quiet_headless_wgpu(&spec);
     let device = spec.device().map_err(|e| e.to_string())?.autodiff();
     device.seed(0);
     let mode = match args.form.as_str() {

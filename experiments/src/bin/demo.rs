@@ -46,6 +46,7 @@ impl Mlp {
 fn main() -> ExitCode {
     experiments::alloc::keep_freed_memory();
     let args = Args::parse();
+    experiments::cli::quiet_headless_wgpu(&args.device);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
