@@ -95,6 +95,10 @@ pub struct LayerAdapter {
     /// The adapted weight's shape in PyTorch layout, when known (native files, a model, or a
     /// resolved base); a merge checks it.
     pub base_shape: Option<Vec<usize>>,
+    /// The adapted conv's `groups` (1: ungrouped, a linear layer, or not known). A state dict
+    /// does not record it, so it comes from a PEFT file's grouped layout, a native file, or the
+    /// caller (`adapter convert --groups`); the PEFT writer needs it for a grouped conv.
+    pub groups: usize,
 }
 
 impl std::fmt::Debug for LayerAdapter {
@@ -105,6 +109,7 @@ impl std::fmt::Debug for LayerAdapter {
             .field("rank", &self.rank)
             .field("alpha", &self.alpha)
             .field("scale", &self.scale)
+            .field("groups", &self.groups)
             .field("dora", &self.magnitude.as_ref().map(|m| m.layout))
             .finish()
     }

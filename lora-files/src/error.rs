@@ -93,6 +93,17 @@ pub enum FileError {
         /// Why it is refused.
         why: String,
     },
+    /// The tensors are well formed, but what they compute is not a change of the base weight
+    /// this crate can hold (e.g. a PEFT LoRA on a grouped conv whose `lora_A` mixes groups).
+    #[error("{file}: `{key}` is not a weight update: {why}")]
+    NotAWeightUpdate {
+        /// The file.
+        file: String,
+        /// The key.
+        key: String,
+        /// Why not, with the values that show it.
+        why: String,
+    },
     /// The target format cannot express this layer's adapter.
     #[error("layer `{layer}` ({algorithm}) cannot be written as {format}: {why}")]
     Inexpressible {

@@ -779,6 +779,9 @@ pub fn file_from_model<M: Module>(model: &M, back: &PathMap) -> Result<AdapterFi
                 } else {
                     seen.shape.clone()
                 }),
+                // burn's visitor does not see a conv's groups; a caller writing PEFT for a
+                // grouped conv sets it.
+                groups: 1,
             },
         );
     }

@@ -329,6 +329,7 @@ fn concatenate(module: &str, parts: &[(&LayerAdapter, f64)]) -> Result<LayerAdap
         scale: 1.0,
         magnitude: None,
         base_shape: first.base_shape.clone(),
+        groups: first.groups,
     })
 }
 

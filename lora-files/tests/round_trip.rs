@@ -157,6 +157,7 @@ fn cp_adapter() -> AdapterFile {
             scale: 0.5,
             magnitude: None,
             base_shape: Some(vec![16, 8, 3, 3]),
+            groups: 1,
         }],
         replacements: Default::default(),
         rslora: false,

@@ -114,6 +114,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<AdapterFile> {
             scale,
             magnitude,
             base_shape: None,
+            groups: 1,
         };
         layer.delta(&file)?;
         layers.push(layer);
