@@ -159,8 +159,9 @@ impl LayerAdapter {
     ///   Both equal `W_dora` at multiplier 1.
     ///
     /// # Errors
-    /// [`FileError::Shape`] naming `base_key` in `base_file` when `ΔW` does not have the base's
-    /// shape, or the magnitude does not have one value per channel.
+    /// [`FileError::BaseMismatch`] naming `base_key` in `base_file` and both shapes when `ΔW`
+    /// does not have the base's shape; [`FileError::Shape`] when the magnitude does not have one
+    /// value per channel.
     pub fn merged(
         &self,
         file: &str,
@@ -176,18 +177,16 @@ impl LayerAdapter {
         let fits = delta.matrix.dims() == [rows, cols]
             && delta.shape.as_ref().is_none_or(|s| s == base_shape);
         if !fits {
-            return Err(FileError::Shape {
-                file: base_file.to_string(),
+            return Err(FileError::BaseMismatch {
+                base: base_file.to_string(),
                 key: base_key.to_string(),
-                expected: format!(
-                    "the shape of the update of `{}` in {file}, {}",
-                    self.key_prefix,
-                    delta.shape.as_ref().map_or(
-                        format!("{:?} (flattened)", delta.matrix.dims()),
-                        |s| format!("{s:?}")
-                    )
+                found: format!("has shape {base_shape:?}"),
+                adapter: file.to_string(),
+                adapter_key: self.key_prefix.clone(),
+                expected: delta.shape.as_ref().map_or(
+                    format!("{:?} elements once flattened", delta.matrix.dims()),
+                    |s| format!("shape {s:?}"),
                 ),
-                actual: base_shape.to_vec(),
             });
         }
         let w = Tensor::<2>::from_data(TensorData::new(base.to_vec(), [rows, cols]), &cpu());

@@ -104,6 +104,27 @@ pub enum FileError {
         /// Why not, with the values that show it.
         why: String,
     },
+    /// The base state dict does not fit the adapter (most likely another model than the one
+    /// the adapter was made for): the base's entry is missing or has another shape.
+    #[error(
+        "{base}: the base does not match the adapter: its `{key}` {found}, but `{adapter_key}` \
+         in {adapter} expects {expected}; check that the base (--base) is the model the adapter \
+         was made for"
+    )]
+    BaseMismatch {
+        /// The base file.
+        base: String,
+        /// The base key.
+        key: String,
+        /// What the base holds there (`has shape [..]`, `is missing`).
+        found: String,
+        /// The adapter file.
+        adapter: String,
+        /// The adapter's key (prefix) that needs the entry.
+        adapter_key: String,
+        /// What the adapter needs (`shape [..]`).
+        expected: String,
+    },
     /// The target format cannot express this layer's adapter.
     #[error("layer `{layer}` ({algorithm}) cannot be written as {format}: {why}")]
     Inexpressible {

@@ -17,37 +17,72 @@ pub fn modules(base: &StateDict) -> BTreeSet<String> {
         .collect()
 }
 
-/// Give each LyCORIS layer the base module its key stem maps to (see [`lycoris::resolve`]);
-/// PEFT and native layers must name a module of the base.
+/// [`resolve_base`] for a base named "the base" in errors.
 ///
 /// # Errors
-/// [`FileError::UnexpectedKey`] naming the layer when no base module matches it.
+/// As [`resolve_base`].
 pub fn resolve(adapter: &mut AdapterFile, base: &StateDict, prefixes: &[String]) -> Result<()> {
+    resolve_base(adapter, base, "the base", prefixes)
+}
+
+/// Give each LyCORIS layer the base module its key stem maps to (see [`lycoris::resolve`]);
+/// PEFT and native layers must name a module of the base. Each layer's update must have the
+/// shape of its base weight, which becomes the layer's `base_shape`.
+///
+/// # Errors
+/// [`FileError::UnexpectedKey`] naming the layer when no base module matches its LyCORIS key
+/// stem; [`FileError::BaseMismatch`] naming `base_file`, the key and both shapes when the base
+/// lacks a module the adapter names, or its weight has another shape than the update (or than
+/// the shape a native file recorded).
+pub fn resolve_base(
+    adapter: &mut AdapterFile,
+    base: &StateDict,
+    base_file: &str,
+    prefixes: &[String],
+) -> Result<()> {
     let modules = modules(base);
     if adapter.format == Format::Lycoris {
         lycoris::resolve(adapter, &modules, prefixes)?;
     }
     for layer in &mut adapter.layers {
-        if !modules.contains(&layer.module) {
-            return Err(FileError::UnexpectedKey {
-                file: adapter.source.clone(),
-                key: layer.key_prefix.clone(),
-                why: format!("the base has no module `{}`", layer.module),
-            });
-        }
         let key = format!("{}.weight", layer.module);
-        if let Some(stored) = base.tensors.get(&key) {
-            match &layer.base_shape {
-                Some(shape) if *shape != stored.shape => {
-                    return Err(FileError::Shape {
-                        file: adapter.source.clone(),
-                        key: format!("{} (base_shape)", layer.key_prefix),
-                        expected: format!("{:?}, the shape of `{key}` in the base", stored.shape),
-                        actual: shape.clone(),
-                    });
+        let mismatch = |found: String, expected: String| FileError::BaseMismatch {
+            base: base_file.to_string(),
+            key: key.clone(),
+            found,
+            adapter: adapter.source.clone(),
+            adapter_key: layer.key_prefix.clone(),
+            expected,
+        };
+        if !modules.contains(&layer.module) {
+            return Err(mismatch(
+                "is missing (the base has no module of that name)".to_string(),
+                format!("a module `{}`", layer.module),
+            ));
+        }
+        let Some(stored) = base.tensors.get(&key) else {
+            continue;
+        };
+        let found = format!("has shape {:?}", stored.shape);
+        match &layer.base_shape {
+            Some(shape) if *shape != stored.shape => {
+                return Err(mismatch(found, format!("shape {shape:?}")));
+            }
+            Some(_) => {}
+            None => {
+                let delta = layer.delta(&adapter.source)?;
+                let rows = stored.shape.first().copied().unwrap_or(1);
+                let cols: usize = stored.shape.iter().skip(1).product();
+                let fits = delta.matrix.dims() == [rows, cols]
+                    && delta.shape.as_ref().is_none_or(|s| *s == stored.shape);
+                if !fits {
+                    let expected = delta.shape.as_ref().map_or(
+                        format!("{:?} elements once flattened", delta.matrix.dims()),
+                        |s| format!("shape {s:?}"),
+                    );
+                    return Err(mismatch(found, expected));
                 }
-                Some(_) => {}
-                None => layer.base_shape = Some(stored.shape.clone()),
+                layer.base_shape = Some(stored.shape.clone());
             }
         }
     }
@@ -59,7 +94,8 @@ pub fn resolve(adapter: &mut AdapterFile, base: &StateDict, prefixes: &[String])
 ///
 /// # Errors
 /// [`FileError::MissingKey`] when the base lacks `<module>.weight` or a replaced entry;
-/// [`FileError::Shape`] when an update or a replacement does not have the base entry's shape;
+/// [`FileError::BaseMismatch`] when an update or a replacement does not have the base entry's
+/// shape;
 /// [`FileError::Dtype`] for a non-float adapted weight; [`FileError::NonFinite`] for a
 /// non-finite base weight; [`FileError::NonFiniteMerge`] when a merged value would not be
 /// finite (PEFT's `safe_merge`).
@@ -108,11 +144,13 @@ pub fn merge(
             why: format!("{} replaces it (modules_to_save)", adapter.source),
         })?;
         if stored.shape != replacement.shape {
-            return Err(FileError::Shape {
-                file: adapter.source.clone(),
+            return Err(FileError::BaseMismatch {
+                base: base_file.to_string(),
                 key: key.clone(),
-                expected: format!("{:?}, the base entry's shape", stored.shape),
-                actual: replacement.shape.clone(),
+                found: format!("has shape {:?}", stored.shape),
+                adapter: adapter.source.clone(),
+                adapter_key: key.clone(),
+                expected: format!("shape {:?} (a whole-tensor replacement)", replacement.shape),
             });
         }
         let value = match (replacement.to_f32(), stored.is_float()) {

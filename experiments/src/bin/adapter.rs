@@ -90,12 +90,13 @@ fn options(extra: &[String]) -> ReadOptions {
 
 fn load(
     path: &Path,
-    base: Option<&StateDict>,
+    base: Option<(&StateDict, &Path)>,
     options: &ReadOptions,
 ) -> Result<AdapterFile, FileError> {
     let mut adapter = format::read(path, options)?;
-    if let Some(base) = base {
-        merge::resolve(&mut adapter, base, &options.prefixes)?;
+    if let Some((base, base_path)) = base {
+        let base_file = base_path.display().to_string();
+        merge::resolve_base(&mut adapter, base, &base_file, &options.prefixes)?;
     }
     Ok(adapter)
 }
@@ -244,8 +245,8 @@ fn run(args: Args) -> Result<String, Failure> {
     let options = options(&args.prefix);
     match args.command {
         Command::Inspect { path, json, base } => {
-            let base = base.map(|b| StateDict::read(&b)).transpose()?;
-            let adapter = load(&path, base.as_ref(), &options)?;
+            let dict = base.as_ref().map(|b| StateDict::read(b)).transpose()?;
+            let adapter = load(&path, dict.as_ref().zip(base.as_deref()), &options)?;
             Ok(inspect(&adapter, json))
         }
         Command::Merge {
@@ -261,7 +262,7 @@ fn run(args: Args) -> Result<String, Failure> {
             }
             refuse_overwrite(&out, &[("--base", &base), ("--adapter", &adapter)])?;
             let base_dict = StateDict::read(&base)?;
-            let adapter = load(&adapter, Some(&base_dict), &options)?;
+            let adapter = load(&adapter, Some((&base_dict, &base)), &options)?;
             let merged = merge::merge(
                 &base_dict,
                 &base.display().to_string(),
@@ -285,7 +286,7 @@ fn run(args: Args) -> Result<String, Failure> {
         } => {
             refuse_overwrite(&out, &[("--base", &base), ("--adapter", &adapter)])?;
             let base_dict = StateDict::read(&base)?;
-            let mut adapter = load(&adapter, Some(&base_dict), &options)?;
+            let mut adapter = load(&adapter, Some((&base_dict, &base)), &options)?;
             set_groups(&mut adapter, &groups)?;
             format::write(&adapter, to, &out)?;
             Ok(format!(

@@ -164,7 +164,9 @@ pub fn resolve(
                 return Err(FileError::UnexpectedKey {
                     file: adapter.source.clone(),
                     key: layer.key_prefix.clone(),
-                    why: "no module of the base maps to it".to_string(),
+                    why: "no module of the base maps to it; check that the base (--base) is \
+                          the model the adapter was made for, and the key prefix (--prefix)"
+                        .to_string(),
                 });
             }
         }
