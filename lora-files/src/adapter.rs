@@ -126,6 +126,10 @@ pub struct AdapterFile {
     pub layers: Vec<LayerAdapter>,
     /// Base entries replaced whole (PEFT `modules_to_save`, native extras), by base key.
     pub replacements: BTreeMap<String, Stored>,
+    /// Base entries changed by a whole-tensor difference (LyCORIS's `full` algorithm, `.diff`
+    /// and `.diff_b`), by base key (a LyCORIS key stem plus `.weight`/`.bias` until resolved):
+    /// merged as `base + multiplier·diff`.
+    pub diffs: BTreeMap<String, Stored>,
     /// PEFT's `use_rslora` (scale `alpha/sqrt(r)`), kept for export.
     pub rslora: bool,
 }

@@ -159,5 +159,172 @@ pub fn merge(
         };
         out.tensors.insert(key.clone(), value);
     }
+    for (key, diff) in &adapter.diffs {
+        let (shape, values) = added(base, base_file, adapter, key, diff, multiplier)?;
+        let stored = &base.tensors[key];
+        let rounded = Stored::from_f32_as(shape, &values, stored.dtype);
+        if let Some(index) = rounded
+            .to_f32()
+            .and_then(|v| v.iter().position(|x| !x.is_finite()))
+        {
+            return Err(FileError::NonFiniteMerge {
+                key: key.clone(),
+                index,
+            });
+        }
+        out.tensors.insert(key.clone(), rounded);
+    }
     Ok(out)
+}
+
+/// `base[key] + multiplier·diff` in f32, checked.
+fn added(
+    base: &StateDict,
+    base_file: &str,
+    adapter: &AdapterFile,
+    key: &str,
+    diff: &Stored,
+    multiplier: f64,
+) -> Result<(Vec<usize>, Vec<f32>)> {
+    let stored = base
+        .tensors
+        .get(key)
+        .ok_or_else(|| FileError::BaseMismatch {
+            base: base_file.to_string(),
+            key: key.to_string(),
+            found: "is missing".to_string(),
+            adapter: adapter.source.clone(),
+            adapter_key: key.to_string(),
+            expected: format!("shape {:?} (a whole-tensor difference)", diff.shape),
+        })?;
+    if stored.shape != diff.shape {
+        return Err(FileError::BaseMismatch {
+            base: base_file.to_string(),
+            key: key.to_string(),
+            found: format!("has shape {:?}", stored.shape),
+            adapter: adapter.source.clone(),
+            adapter_key: key.to_string(),
+            expected: format!("shape {:?} (a whole-tensor difference)", diff.shape),
+        });
+    }
+    let (shape, w) = base.f32(base_file, key, "a difference is added to it")?;
+    let d = diff.to_f32().ok_or_else(|| FileError::Dtype {
+        file: adapter.source.clone(),
+        key: key.to_string(),
+        expected: "a float dtype".to_string(),
+        actual: format!("{:?}", diff.dtype),
+    })?;
+    let values: Vec<f32> = w
+        .iter()
+        .zip(&d)
+        .map(|(w, d)| (f64::from(*w) + multiplier * f64::from(*d)) as f32)
+        .collect();
+    if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+        return Err(FileError::NonFiniteMerge {
+            key: key.to_string(),
+            index,
+        });
+    }
+    Ok((shape, values))
+}
+
+/// Turn whole-tensor replacements of Linear and conv modules into differences from `base`
+/// (what LyCORIS's `full` algorithm holds): `diff = replacement − base`, per module `weight`
+/// and `bias` (a bias alone gets a zero weight difference, since LyCORIS needs one).
+///
+/// # Errors
+/// [`FileError::Inexpressible`] naming the module when it is not a Linear or conv: BatchNorm
+/// running statistics (LyCORIS holds no buffers), a 1-D weight (a norm layer's affine
+/// parameters: LyCORIS's full module wraps Linear and Conv1d/2d/3d only), or any other entry;
+/// [`FileError::BaseMismatch`] when the base lacks the entry or has another shape;
+/// [`FileError::Dtype`] for a non-float entry.
+pub fn replacements_to_diffs(
+    adapter: &mut AdapterFile,
+    base: &StateDict,
+    base_file: &str,
+) -> Result<()> {
+    let refuse = |module: &str, why: String| FileError::Inexpressible {
+        layer: module.to_string(),
+        algorithm: "whole-tensor replacement".to_string(),
+        format: "lycoris".to_string(),
+        why,
+    };
+    let mut diffs = adapter.diffs.clone();
+    for (key, replacement) in &adapter.replacements {
+        let (module, what) = key.rsplit_once('.').unwrap_or(("", key));
+        if ["running_mean", "running_var", "num_batches_tracked"].contains(&what) {
+            return Err(refuse(
+                module,
+                format!(
+                    "`{key}` is a BatchNorm statistic; LyCORIS files hold no buffers (use the \
+                     native or PEFT format)"
+                ),
+            ));
+        }
+        if what != "weight" && what != "bias" {
+            return Err(refuse(
+                module,
+                format!("`{key}`: LyCORIS's full module holds a weight and a bias only"),
+            ));
+        }
+        let weight = format!("{module}.weight");
+        let dims = base.tensors.get(&weight).map_or(0, |w| w.shape.len());
+        if dims < 2 {
+            return Err(refuse(
+                module,
+                format!(
+                    "`{weight}` in {base_file} has {dims} axes: LyCORIS's full-diff module wraps \
+                     Linear and Conv1d/2d/3d only (a norm layer's affine parameters cannot be \
+                     written; use the native or PEFT format)"
+                ),
+            ));
+        }
+        let (shape, b) = base.f32(base_file, key, "a replaced entry")?;
+        let r = replacement.to_f32().ok_or_else(|| FileError::Dtype {
+            file: adapter.source.clone(),
+            key: key.clone(),
+            expected: "a float dtype".to_string(),
+            actual: format!("{:?}", replacement.dtype),
+        })?;
+        if replacement.shape != shape {
+            return Err(FileError::BaseMismatch {
+                base: base_file.to_string(),
+                key: key.clone(),
+                found: format!("has shape {shape:?}"),
+                adapter: adapter.source.clone(),
+                adapter_key: key.clone(),
+                expected: format!("shape {:?} (a whole-tensor replacement)", replacement.shape),
+            });
+        }
+        let d: Vec<f32> = r.iter().zip(&b).map(|(r, b)| r - b).collect();
+        diffs.insert(key.clone(), Stored::from_f32(shape, &d));
+        if what == "bias" && !adapter.replacements.contains_key(&weight) {
+            let (wshape, _) = base.f32(base_file, &weight, "a replaced module's weight")?;
+            let n = wshape.iter().product();
+            diffs.insert(weight, Stored::from_f32(wshape, &vec![0.0; n]));
+        }
+    }
+    adapter.diffs = diffs;
+    adapter.replacements.clear();
+    Ok(())
+}
+
+/// Turn whole-tensor differences into replacements, `base + diff` in the base entry's dtype
+/// (what the PEFT and native formats hold).
+///
+/// # Errors
+/// As [`merge`] for the differences.
+pub fn diffs_to_replacements(
+    adapter: &mut AdapterFile,
+    base: &StateDict,
+    base_file: &str,
+) -> Result<()> {
+    for (key, diff) in std::mem::take(&mut adapter.diffs) {
+        let (shape, values) = added(base, base_file, adapter, &key, &diff, 1.0)?;
+        let dtype = base.tensors[&key].dtype;
+        adapter
+            .replacements
+            .insert(key, Stored::from_f32_as(shape, &values, dtype));
+    }
+    Ok(())
 }

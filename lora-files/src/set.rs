@@ -168,6 +168,7 @@ impl<M: Module> AdapterSet<M> {
             layers,
             replacements: BTreeMap::new(),
             rslora: false,
+            diffs: Default::default(),
         };
         self.add(name, file)
     }

@@ -185,6 +185,7 @@ fn one_layer(factors: Factors, magnitude: Option<Magnitude>) -> AdapterFile {
         }],
         replacements: Default::default(),
         rslora: false,
+        diffs: Default::default(),
     }
 }
 

@@ -161,6 +161,7 @@ fn cp_adapter() -> AdapterFile {
         }],
         replacements: Default::default(),
         rslora: false,
+        diffs: Default::default(),
     }
 }
 

@@ -126,6 +126,7 @@ fn inspect(adapter: &AdapterFile, as_json: bool) -> String {
             "format": adapter.format.name(),
             "layers": layers,
             "replaced": adapter.replacements.keys().collect::<Vec<_>>(),
+            "differences": adapter.diffs.keys().collect::<Vec<_>>(),
         })
         .to_string();
     }
@@ -158,6 +159,9 @@ fn inspect(adapter: &AdapterFile, as_json: bool) -> String {
     }
     for key in adapter.replacements.keys() {
         out += &format!("replaces {key}\n");
+    }
+    for key in adapter.diffs.keys() {
+        out += &format!("adds a difference to {key}\n");
     }
     out
 }
@@ -271,9 +275,10 @@ fn run(args: Args) -> Result<String, Failure> {
             )?;
             merged.write(&out)?;
             Ok(format!(
-                "merged {} layer(s) and {} replaced entr(ies) into {}",
+                "merged {} layer(s), {} replaced and {} changed entr(ies) into {}",
                 adapter.layers.len(),
                 adapter.replacements.len(),
+                adapter.diffs.len(),
                 out.display()
             ))
         }
@@ -288,6 +293,12 @@ fn run(args: Args) -> Result<String, Failure> {
             let base_dict = StateDict::read(&base)?;
             let mut adapter = load(&adapter, Some((&base_dict, &base)), &options)?;
             set_groups(&mut adapter, &groups)?;
+            let base_file = base.display().to_string();
+            if to == Format::Lycoris {
+                merge::replacements_to_diffs(&mut adapter, &base_dict, &base_file)?;
+            } else {
+                merge::diffs_to_replacements(&mut adapter, &base_dict, &base_file)?;
+            }
             format::write(&adapter, to, &out)?;
             Ok(format!(
                 "wrote {} layer(s) as {} to {}",

@@ -222,6 +222,7 @@ pub fn read(path: &Path, registry: &Registry) -> Result<AdapterFile> {
         layers,
         replacements,
         rslora: meta.rslora,
+        diffs: Default::default(),
     })
 }
 

@@ -458,6 +458,7 @@ pub fn read(dir: &Path) -> Result<AdapterFile> {
         layers: out,
         replacements,
         rslora: config.rslora,
+        diffs: Default::default(),
     })
 }
 
