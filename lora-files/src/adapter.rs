@@ -185,8 +185,7 @@ impl LayerAdapter {
                 base: base_file.to_string(),
                 key: base_key.to_string(),
                 found: format!("has shape {base_shape:?}"),
-                adapter: file.to_string(),
-                adapter_key: self.key_prefix.clone(),
+                adapter: format!("`{}` in {file}", self.key_prefix),
                 expected: delta.shape.as_ref().map_or(
                     format!("{:?} elements once flattened", delta.matrix.dims()),
                     |s| format!("shape {s:?}"),

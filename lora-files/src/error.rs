@@ -107,9 +107,8 @@ pub enum FileError {
     /// The base state dict does not fit the adapter (most likely another model than the one
     /// the adapter was made for): the base's entry is missing or has another shape.
     #[error(
-        "{base}: the base does not match the adapter: its `{key}` {found}, but `{adapter_key}` \
-         in {adapter} expects {expected}; check that the base (--base) is the model the adapter \
-         was made for"
+        "{base}: the base does not match the adapter: its `{key}` {found}, but {adapter} \
+         expects {expected}; check that the base (--base) is the model the adapter was made for"
     )]
     BaseMismatch {
         /// The base file.
@@ -118,10 +117,8 @@ pub enum FileError {
         key: String,
         /// What the base holds there (`has shape [..]`, `is missing`).
         found: String,
-        /// The adapter file.
+        /// The adapter's key (prefix) that needs the entry, and its file: `` `key` in file ``.
         adapter: String,
-        /// The adapter's key (prefix) that needs the entry.
-        adapter_key: String,
         /// What the adapter needs (`shape [..]`).
         expected: String,
     },

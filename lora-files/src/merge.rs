@@ -50,8 +50,7 @@ pub fn resolve_base(
             base: base_file.to_string(),
             key: key.clone(),
             found,
-            adapter: adapter.source.clone(),
-            adapter_key: layer.key_prefix.clone(),
+            adapter: format!("`{}` in {}", layer.key_prefix, adapter.source),
             expected,
         };
         if !modules.contains(&layer.module) {
@@ -148,8 +147,7 @@ pub fn merge(
                 base: base_file.to_string(),
                 key: key.clone(),
                 found: format!("has shape {:?}", stored.shape),
-                adapter: adapter.source.clone(),
-                adapter_key: key.clone(),
+                adapter: format!("`{key}` in {}", adapter.source),
                 expected: format!("shape {:?} (a whole-tensor replacement)", replacement.shape),
             });
         }
@@ -193,8 +191,7 @@ fn added(
             base: base_file.to_string(),
             key: key.to_string(),
             found: "is missing".to_string(),
-            adapter: adapter.source.clone(),
-            adapter_key: key.to_string(),
+            adapter: format!("`{key}` in {}", adapter.source),
             expected: format!("shape {:?} (a whole-tensor difference)", diff.shape),
         })?;
     if stored.shape != diff.shape {
@@ -202,8 +199,7 @@ fn added(
             base: base_file.to_string(),
             key: key.to_string(),
             found: format!("has shape {:?}", stored.shape),
-            adapter: adapter.source.clone(),
-            adapter_key: key.to_string(),
+            adapter: format!("`{key}` in {}", adapter.source),
             expected: format!("shape {:?} (a whole-tensor difference)", diff.shape),
         });
     }
@@ -291,8 +287,7 @@ pub fn replacements_to_diffs(
                 base: base_file.to_string(),
                 key: key.clone(),
                 found: format!("has shape {shape:?}"),
-                adapter: adapter.source.clone(),
-                adapter_key: key.clone(),
+                adapter: format!("`{key}` in {}", adapter.source),
                 expected: format!("shape {:?} (a whole-tensor replacement)", replacement.shape),
             });
         }
