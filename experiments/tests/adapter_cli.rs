@@ -329,6 +329,78 @@ fn wrong_outputs_and_wrong_files_are_named() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// A base of another model (a weight of another shape, a module missing) is named as the
+/// culprit, with the key and both shapes, by merge and by convert (which used to write the
+/// file), and nothing is written.
+#[test]
+fn a_wrong_base_is_blamed_not_the_adapter() {
+    let dir = fixture("model-peft-lora");
+    let work = tmp("wrong-base");
+    let mut wrong = read(&dir.join("base.safetensors"));
+    wrong.tensors.insert(
+        "block.0.weight".to_string(),
+        lora_files::Stored::from_f32(vec![16, 8, 5, 5], &vec![0.0; 16 * 8 * 25]),
+    );
+    let wrong_path = work.join("other-model.safetensors");
+    wrong.write(&wrong_path).unwrap_or_else(|e| panic!("{e}"));
+    let mut short = read(&dir.join("base.safetensors"));
+    short.tensors.retain(|k, _| !k.starts_with("block.5."));
+    let short_path = work.join("short-model.safetensors");
+    short.write(&short_path).unwrap_or_else(|e| panic!("{e}"));
+    let out = work.join("out.safetensors");
+    let (adapter_s, out_s) = (dir.display().to_string(), out.display().to_string());
+    let cases = [
+        (
+            &wrong_path,
+            "merge",
+            "block.0.weight",
+            "has shape [16, 8, 5, 5]",
+            "shape [16, 8, 3, 3]",
+        ),
+        (
+            &wrong_path,
+            "convert",
+            "block.0.weight",
+            "has shape [16, 8, 5, 5]",
+            "shape [16, 8, 3, 3]",
+        ),
+        (
+            &short_path,
+            "merge",
+            "block.5.weight",
+            "is missing",
+            "a module `block.5`",
+        ),
+    ];
+    for (base, command, key, found, expected) in cases {
+        let base_s = base.display().to_string();
+        let mut args = vec![
+            command,
+            "--base",
+            &base_s,
+            "--adapter",
+            &adapter_s,
+            "--out",
+            &out_s,
+        ];
+        if command == "convert" {
+            args.extend(["--to", "native"]);
+        }
+        let o = adapter(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{command}: {err}");
+        for needle in [
+            format!("{base_s}: the base does not match the adapter"),
+            format!("`{key}` {found}"),
+            format!("expects {expected}"),
+            "check that the base (--base)".to_string(),
+        ] {
+            assert!(err.contains(&needle), "{command}: `{needle}` not in {err}");
+        }
+        assert!(!out.exists(), "{command} wrote {out:?}");
+    }
+}
+
 /// Flags that contradict each other are refused, not silently half-obeyed.
 #[test]
 fn compare_refuses_estimate_with_pretrain_only() {

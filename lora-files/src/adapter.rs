@@ -95,6 +95,10 @@ pub struct LayerAdapter {
     /// The adapted weight's shape in PyTorch layout, when known (native files, a model, or a
     /// resolved base); a merge checks it.
     pub base_shape: Option<Vec<usize>>,
+    /// The adapted conv's `groups` (1: ungrouped, a linear layer, or not known). A state dict
+    /// does not record it, so it comes from a PEFT file's grouped layout, a native file, or the
+    /// caller (`adapter convert --groups`); the PEFT writer needs it for a grouped conv.
+    pub groups: usize,
 }
 
 impl std::fmt::Debug for LayerAdapter {
@@ -105,6 +109,7 @@ impl std::fmt::Debug for LayerAdapter {
             .field("rank", &self.rank)
             .field("alpha", &self.alpha)
             .field("scale", &self.scale)
+            .field("groups", &self.groups)
             .field("dora", &self.magnitude.as_ref().map(|m| m.layout))
             .finish()
     }
@@ -121,6 +126,10 @@ pub struct AdapterFile {
     pub layers: Vec<LayerAdapter>,
     /// Base entries replaced whole (PEFT `modules_to_save`, native extras), by base key.
     pub replacements: BTreeMap<String, Stored>,
+    /// Base entries changed by a whole-tensor difference (LyCORIS's `full` algorithm, `.diff`
+    /// and `.diff_b`), by base key (a LyCORIS key stem plus `.weight`/`.bias` until resolved):
+    /// merged as `base + multiplier·diff`.
+    pub diffs: BTreeMap<String, Stored>,
     /// PEFT's `use_rslora` (scale `alpha/sqrt(r)`), kept for export.
     pub rslora: bool,
 }
@@ -154,8 +163,9 @@ impl LayerAdapter {
     ///   Both equal `W_dora` at multiplier 1.
     ///
     /// # Errors
-    /// [`FileError::Shape`] naming `base_key` in `base_file` when `ΔW` does not have the base's
-    /// shape, or the magnitude does not have one value per channel.
+    /// [`FileError::BaseMismatch`] naming `base_key` in `base_file` and both shapes when `ΔW`
+    /// does not have the base's shape; [`FileError::Shape`] when the magnitude does not have one
+    /// value per channel.
     pub fn merged(
         &self,
         file: &str,
@@ -171,18 +181,15 @@ impl LayerAdapter {
         let fits = delta.matrix.dims() == [rows, cols]
             && delta.shape.as_ref().is_none_or(|s| s == base_shape);
         if !fits {
-            return Err(FileError::Shape {
-                file: base_file.to_string(),
+            return Err(FileError::BaseMismatch {
+                base: base_file.to_string(),
                 key: base_key.to_string(),
-                expected: format!(
-                    "the shape of the update of `{}` in {file}, {}",
-                    self.key_prefix,
-                    delta.shape.as_ref().map_or(
-                        format!("{:?} (flattened)", delta.matrix.dims()),
-                        |s| format!("{s:?}")
-                    )
+                found: format!("has shape {base_shape:?}"),
+                adapter: format!("`{}` in {file}", self.key_prefix),
+                expected: delta.shape.as_ref().map_or(
+                    format!("{:?} elements once flattened", delta.matrix.dims()),
+                    |s| format!("shape {s:?}"),
                 ),
-                actual: base_shape.to_vec(),
             });
         }
         let w = Tensor::<2>::from_data(TensorData::new(base.to_vec(), [rows, cols]), &cpu());

@@ -93,6 +93,35 @@ pub enum FileError {
         /// Why it is refused.
         why: String,
     },
+    /// The tensors are well formed, but what they compute is not a change of the base weight
+    /// this crate can hold (e.g. a PEFT LoRA on a grouped conv whose `lora_A` mixes groups).
+    #[error("{file}: `{key}` is not a weight update: {why}")]
+    NotAWeightUpdate {
+        /// The file.
+        file: String,
+        /// The key.
+        key: String,
+        /// Why not, with the values that show it.
+        why: String,
+    },
+    /// The base state dict does not fit the adapter (most likely another model than the one
+    /// the adapter was made for): the base's entry is missing or has another shape.
+    #[error(
+        "{base}: the base does not match the adapter: its `{key}` {found}, but {adapter} \
+         expects {expected}; check that the base (--base) is the model the adapter was made for"
+    )]
+    BaseMismatch {
+        /// The base file.
+        base: String,
+        /// The base key.
+        key: String,
+        /// What the base holds there (`has shape [..]`, `is missing`).
+        found: String,
+        /// The adapter's key (prefix) that needs the entry, and its file: `` `key` in file ``.
+        adapter: String,
+        /// What the adapter needs (`shape [..]`).
+        expected: String,
+    },
     /// The target format cannot express this layer's adapter.
     #[error("layer `{layer}` ({algorithm}) cannot be written as {format}: {why}")]
     Inexpressible {

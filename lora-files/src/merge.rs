@@ -17,37 +17,71 @@ pub fn modules(base: &StateDict) -> BTreeSet<String> {
         .collect()
 }
 
-/// Give each LyCORIS layer the base module its key stem maps to (see [`lycoris::resolve`]);
-/// PEFT and native layers must name a module of the base.
+/// [`resolve_base`] for a base named "the base" in errors.
 ///
 /// # Errors
-/// [`FileError::UnexpectedKey`] naming the layer when no base module matches it.
+/// As [`resolve_base`].
 pub fn resolve(adapter: &mut AdapterFile, base: &StateDict, prefixes: &[String]) -> Result<()> {
+    resolve_base(adapter, base, "the base", prefixes)
+}
+
+/// Give each LyCORIS layer the base module its key stem maps to (see [`lycoris::resolve`]);
+/// PEFT and native layers must name a module of the base. Each layer's update must have the
+/// shape of its base weight, which becomes the layer's `base_shape`.
+///
+/// # Errors
+/// [`FileError::UnexpectedKey`] naming the layer when no base module matches its LyCORIS key
+/// stem; [`FileError::BaseMismatch`] naming `base_file`, the key and both shapes when the base
+/// lacks a module the adapter names, or its weight has another shape than the update (or than
+/// the shape a native file recorded).
+pub fn resolve_base(
+    adapter: &mut AdapterFile,
+    base: &StateDict,
+    base_file: &str,
+    prefixes: &[String],
+) -> Result<()> {
     let modules = modules(base);
     if adapter.format == Format::Lycoris {
         lycoris::resolve(adapter, &modules, prefixes)?;
     }
     for layer in &mut adapter.layers {
-        if !modules.contains(&layer.module) {
-            return Err(FileError::UnexpectedKey {
-                file: adapter.source.clone(),
-                key: layer.key_prefix.clone(),
-                why: format!("the base has no module `{}`", layer.module),
-            });
-        }
         let key = format!("{}.weight", layer.module);
-        if let Some(stored) = base.tensors.get(&key) {
-            match &layer.base_shape {
-                Some(shape) if *shape != stored.shape => {
-                    return Err(FileError::Shape {
-                        file: adapter.source.clone(),
-                        key: format!("{} (base_shape)", layer.key_prefix),
-                        expected: format!("{:?}, the shape of `{key}` in the base", stored.shape),
-                        actual: shape.clone(),
-                    });
+        let mismatch = |found: String, expected: String| FileError::BaseMismatch {
+            base: base_file.to_string(),
+            key: key.clone(),
+            found,
+            adapter: format!("`{}` in {}", layer.key_prefix, adapter.source),
+            expected,
+        };
+        if !modules.contains(&layer.module) {
+            return Err(mismatch(
+                "is missing (the base has no module of that name)".to_string(),
+                format!("a module `{}`", layer.module),
+            ));
+        }
+        let Some(stored) = base.tensors.get(&key) else {
+            continue;
+        };
+        let found = format!("has shape {:?}", stored.shape);
+        match &layer.base_shape {
+            Some(shape) if *shape != stored.shape => {
+                return Err(mismatch(found, format!("shape {shape:?}")));
+            }
+            Some(_) => {}
+            None => {
+                let delta = layer.delta(&adapter.source)?;
+                let rows = stored.shape.first().copied().unwrap_or(1);
+                let cols: usize = stored.shape.iter().skip(1).product();
+                let fits = delta.matrix.dims() == [rows, cols]
+                    && delta.shape.as_ref().is_none_or(|s| *s == stored.shape);
+                if !fits {
+                    let expected = delta.shape.as_ref().map_or(
+                        format!("{:?} elements once flattened", delta.matrix.dims()),
+                        |s| format!("shape {s:?}"),
+                    );
+                    return Err(mismatch(found, expected));
                 }
-                Some(_) => {}
-                None => layer.base_shape = Some(stored.shape.clone()),
+                layer.base_shape = Some(stored.shape.clone());
             }
         }
     }
@@ -59,7 +93,8 @@ pub fn resolve(adapter: &mut AdapterFile, base: &StateDict, prefixes: &[String])
 ///
 /// # Errors
 /// [`FileError::MissingKey`] when the base lacks `<module>.weight` or a replaced entry;
-/// [`FileError::Shape`] when an update or a replacement does not have the base entry's shape;
+/// [`FileError::BaseMismatch`] when an update or a replacement does not have the base entry's
+/// shape;
 /// [`FileError::Dtype`] for a non-float adapted weight; [`FileError::NonFinite`] for a
 /// non-finite base weight; [`FileError::NonFiniteMerge`] when a merged value would not be
 /// finite (PEFT's `safe_merge`).
@@ -108,11 +143,12 @@ pub fn merge(
             why: format!("{} replaces it (modules_to_save)", adapter.source),
         })?;
         if stored.shape != replacement.shape {
-            return Err(FileError::Shape {
-                file: adapter.source.clone(),
+            return Err(FileError::BaseMismatch {
+                base: base_file.to_string(),
                 key: key.clone(),
-                expected: format!("{:?}, the base entry's shape", stored.shape),
-                actual: replacement.shape.clone(),
+                found: format!("has shape {:?}", stored.shape),
+                adapter: format!("`{key}` in {}", adapter.source),
+                expected: format!("shape {:?} (a whole-tensor replacement)", replacement.shape),
             });
         }
         let value = match (replacement.to_f32(), stored.is_float()) {
@@ -121,5 +157,169 @@ pub fn merge(
         };
         out.tensors.insert(key.clone(), value);
     }
+    for (key, diff) in &adapter.diffs {
+        let (shape, values) = added(base, base_file, adapter, key, diff, multiplier)?;
+        let stored = &base.tensors[key];
+        let rounded = Stored::from_f32_as(shape, &values, stored.dtype);
+        if let Some(index) = rounded
+            .to_f32()
+            .and_then(|v| v.iter().position(|x| !x.is_finite()))
+        {
+            return Err(FileError::NonFiniteMerge {
+                key: key.clone(),
+                index,
+            });
+        }
+        out.tensors.insert(key.clone(), rounded);
+    }
     Ok(out)
+}
+
+/// `base[key] + multiplier·diff` in f32, checked.
+fn added(
+    base: &StateDict,
+    base_file: &str,
+    adapter: &AdapterFile,
+    key: &str,
+    diff: &Stored,
+    multiplier: f64,
+) -> Result<(Vec<usize>, Vec<f32>)> {
+    let stored = base
+        .tensors
+        .get(key)
+        .ok_or_else(|| FileError::BaseMismatch {
+            base: base_file.to_string(),
+            key: key.to_string(),
+            found: "is missing".to_string(),
+            adapter: format!("`{key}` in {}", adapter.source),
+            expected: format!("shape {:?} (a whole-tensor difference)", diff.shape),
+        })?;
+    if stored.shape != diff.shape {
+        return Err(FileError::BaseMismatch {
+            base: base_file.to_string(),
+            key: key.to_string(),
+            found: format!("has shape {:?}", stored.shape),
+            adapter: format!("`{key}` in {}", adapter.source),
+            expected: format!("shape {:?} (a whole-tensor difference)", diff.shape),
+        });
+    }
+    let (shape, w) = base.f32(base_file, key, "a difference is added to it")?;
+    let d = diff.to_f32().ok_or_else(|| FileError::Dtype {
+        file: adapter.source.clone(),
+        key: key.to_string(),
+        expected: "a float dtype".to_string(),
+        actual: format!("{:?}", diff.dtype),
+    })?;
+    let values: Vec<f32> = w
+        .iter()
+        .zip(&d)
+        .map(|(w, d)| (f64::from(*w) + multiplier * f64::from(*d)) as f32)
+        .collect();
+    if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+        return Err(FileError::NonFiniteMerge {
+            key: key.to_string(),
+            index,
+        });
+    }
+    Ok((shape, values))
+}
+
+/// Turn whole-tensor replacements of Linear and conv modules into differences from `base`
+/// (what LyCORIS's `full` algorithm holds): `diff = replacement − base`, per module `weight`
+/// and `bias` (a bias alone gets a zero weight difference, since LyCORIS needs one).
+///
+/// # Errors
+/// [`FileError::Inexpressible`] naming the module when it is not a Linear or conv: BatchNorm
+/// running statistics (LyCORIS holds no buffers), a 1-D weight (a norm layer's affine
+/// parameters: LyCORIS's full module wraps Linear and Conv1d/2d/3d only), or any other entry;
+/// [`FileError::BaseMismatch`] when the base lacks the entry or has another shape;
+/// [`FileError::Dtype`] for a non-float entry.
+pub fn replacements_to_diffs(
+    adapter: &mut AdapterFile,
+    base: &StateDict,
+    base_file: &str,
+) -> Result<()> {
+    let refuse = |module: &str, why: String| FileError::Inexpressible {
+        layer: module.to_string(),
+        algorithm: "whole-tensor replacement".to_string(),
+        format: "lycoris".to_string(),
+        why,
+    };
+    let mut diffs = adapter.diffs.clone();
+    for (key, replacement) in &adapter.replacements {
+        let (module, what) = key.rsplit_once('.').unwrap_or(("", key));
+        if ["running_mean", "running_var", "num_batches_tracked"].contains(&what) {
+            return Err(refuse(
+                module,
+                format!(
+                    "`{key}` is a BatchNorm statistic; LyCORIS files hold no buffers (use the \
+                     native or PEFT format)"
+                ),
+            ));
+        }
+        if what != "weight" && what != "bias" {
+            return Err(refuse(
+                module,
+                format!("`{key}`: LyCORIS's full module holds a weight and a bias only"),
+            ));
+        }
+        let weight = format!("{module}.weight");
+        let dims = base.tensors.get(&weight).map_or(0, |w| w.shape.len());
+        if dims < 2 {
+            return Err(refuse(
+                module,
+                format!(
+                    "`{weight}` in {base_file} has {dims} axes: LyCORIS's full-diff module wraps \
+                     Linear and Conv1d/2d/3d only (a norm layer's affine parameters cannot be \
+                     written; use the native or PEFT format)"
+                ),
+            ));
+        }
+        let (shape, b) = base.f32(base_file, key, "a replaced entry")?;
+        let r = replacement.to_f32().ok_or_else(|| FileError::Dtype {
+            file: adapter.source.clone(),
+            key: key.clone(),
+            expected: "a float dtype".to_string(),
+            actual: format!("{:?}", replacement.dtype),
+        })?;
+        if replacement.shape != shape {
+            return Err(FileError::BaseMismatch {
+                base: base_file.to_string(),
+                key: key.clone(),
+                found: format!("has shape {shape:?}"),
+                adapter: format!("`{key}` in {}", adapter.source),
+                expected: format!("shape {:?} (a whole-tensor replacement)", replacement.shape),
+            });
+        }
+        let d: Vec<f32> = r.iter().zip(&b).map(|(r, b)| r - b).collect();
+        diffs.insert(key.clone(), Stored::from_f32(shape, &d));
+        if what == "bias" && !adapter.replacements.contains_key(&weight) {
+            let (wshape, _) = base.f32(base_file, &weight, "a replaced module's weight")?;
+            let n = wshape.iter().product();
+            diffs.insert(weight, Stored::from_f32(wshape, &vec![0.0; n]));
+        }
+    }
+    adapter.diffs = diffs;
+    adapter.replacements.clear();
+    Ok(())
+}
+
+/// Turn whole-tensor differences into replacements, `base + diff` in the base entry's dtype
+/// (what the PEFT and native formats hold).
+///
+/// # Errors
+/// As [`merge`] for the differences.
+pub fn diffs_to_replacements(
+    adapter: &mut AdapterFile,
+    base: &StateDict,
+    base_file: &str,
+) -> Result<()> {
+    for (key, diff) in std::mem::take(&mut adapter.diffs) {
+        let (shape, values) = added(base, base_file, adapter, &key, &diff, 1.0)?;
+        let dtype = base.tensors[&key].dtype;
+        adapter
+            .replacements
+            .insert(key, Stored::from_f32_as(shape, &values, dtype));
+    }
+    Ok(())
 }

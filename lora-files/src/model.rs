@@ -399,6 +399,16 @@ pub fn attach_file<M: Module>(
         }
         layers.insert(format!("{}.weight", map.apply(&layer.module)), layer);
     }
+    if let Some(key) = file.diffs.keys().next() {
+        return Err(FileError::UnexpectedKey {
+            file: file.source.clone(),
+            key: key.clone(),
+            why: "a whole-tensor difference (LyCORIS full) needs the base's values: merge it \
+                  into the base state dict first (adapter merge), or turn it into a replacement \
+                  with merge::diffs_to_replacements"
+                .to_string(),
+        });
+    }
     let mut trainable = trainable;
     let model = if file.replacements.is_empty() {
         model.clone()
@@ -809,6 +819,9 @@ pub fn file_from_model_with<M: Module>(
                 } else {
                     seen.shape.clone()
                 }),
+                // burn's visitor does not see a conv's groups; a caller writing PEFT for a
+                // grouped conv sets it.
+                groups: 1,
             },
         );
     }
@@ -819,6 +832,7 @@ pub fn file_from_model_with<M: Module>(
         layers: layers.into_values().collect(),
         replacements,
         rslora: false,
+        diffs: Default::default(),
     })
 }
 

@@ -168,6 +168,7 @@ impl<M: Module> AdapterSet<M> {
             layers,
             replacements: BTreeMap::new(),
             rslora: false,
+            diffs: Default::default(),
         };
         self.add(name, file)
     }
@@ -329,6 +330,7 @@ fn concatenate(module: &str, parts: &[(&LayerAdapter, f64)]) -> Result<LayerAdap
         scale: 1.0,
         magnitude: None,
         base_shape: first.base_shape.clone(),
+        groups: first.groups,
     })
 }
 

@@ -181,9 +181,11 @@ fn one_layer(factors: Factors, magnitude: Option<Magnitude>) -> AdapterFile {
             scale: 0.5,
             magnitude,
             base_shape: None,
+            groups: 1,
         }],
         replacements: Default::default(),
         rslora: false,
+        diffs: Default::default(),
     }
 }
 

@@ -157,9 +157,11 @@ fn cp_adapter() -> AdapterFile {
             scale: 0.5,
             magnitude: None,
             base_shape: Some(vec![16, 8, 3, 3]),
+            groups: 1,
         }],
         replacements: Default::default(),
         rslora: false,
+        diffs: Default::default(),
     }
 }
 
@@ -354,7 +356,7 @@ fn merge_refuses_a_base_without_the_weight_and_leaves_it_alone() {
     w.shape = vec![16, 4, 2, 2];
     let err = merge::merge(&wrong, "wrong.safetensors", &adapter, 1.0);
     assert!(
-        matches!(&err, Err(FileError::Shape { key, .. }) if key == "block.5.weight"),
+        matches!(&err, Err(FileError::BaseMismatch { base, key, .. }) if base == "wrong.safetensors" && key == "block.5.weight"),
         "{err:?}"
     );
 }
@@ -380,7 +382,7 @@ fn native_base_shape_is_checked_against_the_base() {
     let mut back = read(&out);
     let err = merge::resolve(&mut back, &other, &ReadOptions::default().prefixes);
     assert!(
-        matches!(&err, Err(FileError::Shape { key, actual, .. }) if key.starts_with("block.5") && actual == &vec![16, 16, 1, 1]),
+        matches!(&err, Err(FileError::BaseMismatch { key, found, expected, .. }) if key == "block.5.weight" && found == "has shape [16, 4, 2, 2]" && expected == "shape [16, 16, 1, 1]"),
         "{err:?}"
     );
 }

@@ -4,6 +4,7 @@
 //! adapter inspect PATH [--json] [--base BASE.safetensors] [--prefix P]
 //! adapter merge --base BASE.safetensors --adapter PATH --out MERGED.safetensors [--multiplier M]
 //! adapter convert --adapter PATH --base BASE.safetensors --to peft|lycoris|native --out OUT
+//!                 [--groups MODULE=G ...]
 //! ```
 //!
 //! PATH is a PEFT directory, a LyCORIS/kohya `.safetensors` file or a native adapter file; the
@@ -74,6 +75,10 @@ enum Command {
         /// Output: a directory for peft, a .safetensors file otherwise.
         #[arg(long)]
         out: PathBuf,
+        /// A grouped conv's groups, as MODULE=G (a state dict does not record them; PEFT's
+        /// layout for a grouped conv needs them); may be repeated.
+        #[arg(long, value_name = "MODULE=G")]
+        groups: Vec<String>,
     },
 }
 
@@ -85,12 +90,13 @@ fn options(extra: &[String]) -> ReadOptions {
 
 fn load(
     path: &Path,
-    base: Option<&StateDict>,
+    base: Option<(&StateDict, &Path)>,
     options: &ReadOptions,
 ) -> Result<AdapterFile, FileError> {
     let mut adapter = format::read(path, options)?;
-    if let Some(base) = base {
-        merge::resolve(&mut adapter, base, &options.prefixes)?;
+    if let Some((base, base_path)) = base {
+        let base_file = base_path.display().to_string();
+        merge::resolve_base(&mut adapter, base, &base_file, &options.prefixes)?;
     }
     Ok(adapter)
 }
@@ -107,6 +113,7 @@ fn inspect(adapter: &AdapterFile, as_json: bool) -> String {
                 "rank": l.rank,
                 "alpha": l.alpha,
                 "scale": l.scale,
+                "groups": l.groups,
                 "dora": l.magnitude.as_ref().map(|m| format!("{:?}", m.layout)),
                 "factors": l.factors.iter().map(|(n, f)| (n.clone(), json!(f.shape))).collect::<serde_json::Map<_, _>>(),
                 "params": l.param_count(),
@@ -119,6 +126,7 @@ fn inspect(adapter: &AdapterFile, as_json: bool) -> String {
             "format": adapter.format.name(),
             "layers": layers,
             "replaced": adapter.replacements.keys().collect::<Vec<_>>(),
+            "differences": adapter.diffs.keys().collect::<Vec<_>>(),
         })
         .to_string();
     }
@@ -151,6 +159,9 @@ fn inspect(adapter: &AdapterFile, as_json: bool) -> String {
     }
     for key in adapter.replacements.keys() {
         out += &format!("replaces {key}\n");
+    }
+    for key in adapter.diffs.keys() {
+        out += &format!("adds a difference to {key}\n");
     }
     out
 }
@@ -199,12 +210,47 @@ fn refuse_overwrite(out: &Path, inputs: &[(&str, &Path)]) -> Result<(), Failure>
     Ok(())
 }
 
+/// Give the layers named in `--groups MODULE=G` their groups, checked against the layer.
+fn set_groups(adapter: &mut AdapterFile, specs: &[String]) -> Result<(), Failure> {
+    for spec in specs {
+        let usage = |why: String| Failure::Usage(format!("--groups {spec}: {why}"));
+        let (module, g) = spec
+            .rsplit_once('=')
+            .ok_or_else(|| usage("expected MODULE=G, e.g. block.3=2".into()))?;
+        let g: usize = g
+            .parse()
+            .ok()
+            .filter(|&g| g > 0)
+            .ok_or_else(|| usage(format!("`{g}` is not a positive integer")))?;
+        let names: Vec<String> = adapter.layers.iter().map(|l| l.module.clone()).collect();
+        let layer = adapter
+            .layers
+            .iter_mut()
+            .find(|l| l.module == module)
+            .ok_or_else(|| {
+                usage(format!(
+                    "the adapter has no layer `{module}` (it has {names:?})"
+                ))
+            })?;
+        let shape = layer.base_shape.clone().unwrap_or_default();
+        if shape.len() < 3 || !shape[0].is_multiple_of(g) {
+            return Err(usage(format!(
+                "`{module}.weight` has shape {shape:?}; groups need a conv whose {} output \
+                 channels they divide",
+                shape.first().copied().unwrap_or(0)
+            )));
+        }
+        layer.groups = g;
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> Result<String, Failure> {
     let options = options(&args.prefix);
     match args.command {
         Command::Inspect { path, json, base } => {
-            let base = base.map(|b| StateDict::read(&b)).transpose()?;
-            let adapter = load(&path, base.as_ref(), &options)?;
+            let dict = base.as_ref().map(|b| StateDict::read(b)).transpose()?;
+            let adapter = load(&path, dict.as_ref().zip(base.as_deref()), &options)?;
             Ok(inspect(&adapter, json))
         }
         Command::Merge {
@@ -220,7 +266,7 @@ fn run(args: Args) -> Result<String, Failure> {
             }
             refuse_overwrite(&out, &[("--base", &base), ("--adapter", &adapter)])?;
             let base_dict = StateDict::read(&base)?;
-            let adapter = load(&adapter, Some(&base_dict), &options)?;
+            let adapter = load(&adapter, Some((&base_dict, &base)), &options)?;
             let merged = merge::merge(
                 &base_dict,
                 &base.display().to_string(),
@@ -229,9 +275,10 @@ fn run(args: Args) -> Result<String, Failure> {
             )?;
             merged.write(&out)?;
             Ok(format!(
-                "merged {} layer(s) and {} replaced entr(ies) into {}",
+                "merged {} layer(s), {} replaced and {} changed entr(ies) into {}",
                 adapter.layers.len(),
                 adapter.replacements.len(),
+                adapter.diffs.len(),
                 out.display()
             ))
         }
@@ -240,10 +287,18 @@ fn run(args: Args) -> Result<String, Failure> {
             base,
             to,
             out,
+            groups,
         } => {
             refuse_overwrite(&out, &[("--base", &base), ("--adapter", &adapter)])?;
             let base_dict = StateDict::read(&base)?;
-            let adapter = load(&adapter, Some(&base_dict), &options)?;
+            let mut adapter = load(&adapter, Some((&base_dict, &base)), &options)?;
+            set_groups(&mut adapter, &groups)?;
+            let base_file = base.display().to_string();
+            if to == Format::Lycoris {
+                merge::replacements_to_diffs(&mut adapter, &base_dict, &base_file)?;
+            } else {
+                merge::diffs_to_replacements(&mut adapter, &base_dict, &base_file)?;
+            }
             format::write(&adapter, to, &out)?;
             Ok(format!(
                 "wrote {} layer(s) as {} to {}",

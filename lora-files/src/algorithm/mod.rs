@@ -189,13 +189,12 @@ impl Registry {
 /// Known algorithms this crate does not implement, by a key suffix they use, for the error
 /// that names them.
 pub fn unsupported_algorithm(name: &str) -> Option<&'static str> {
-    const KNOWN: [(&str, &str); 9] = [
+    const KNOWN: [(&str, &str); 8] = [
         ("oft_", "OFT"),
         ("boft", "BOFT"),
         ("a1.weight", "GLoRA"),
         ("b1.weight", "GLoRA"),
         ("w_norm", "norm"),
-        ("diff", "full (diff)"),
         ("on_input", "IA3"),
         ("lora_embedding_", "PEFT embedding LoRA"),
         ("ia3_l", "IA3"),

@@ -4,6 +4,10 @@
 //! The path mapping loses information (`a.b_c` and `a_b.c` give the same key), so a key is
 //! resolved by mapping the base's own module paths forward ([`resolve`]), as LyCORIS does,
 //! never by parsing it. Until then each layer's `module` is its key stem.
+//!
+//! LyCORIS's `full` algorithm (`<stem>.diff`, the weight minus the base's, and optionally
+//! `.diff_b` for the bias; LyCORIS 4.1.3 wraps Linear and Conv1d/2d/3d with it) is read into
+//! [`AdapterFile::diffs`] and written from there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -45,7 +49,18 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<AdapterFile> {
         stems.entry(stem.to_string()).or_default().push(key);
     }
     let mut layers = Vec::new();
+    let mut diffs = BTreeMap::new();
     for (stem, keys) in stems {
+        // LyCORIS's full algorithm: `diff` (the weight's difference) and optionally `diff_b`.
+        let suffixes: Vec<&str> = keys.iter().map(|k| &k[stem.len() + 1..]).collect();
+        if suffixes.contains(&"diff") && suffixes.iter().all(|s| ["diff", "diff_b"].contains(s)) {
+            for (key, suffix) in keys.iter().zip(&suffixes) {
+                dict.f32(&file, key, "")?;
+                let base_key = if *suffix == "diff" { "weight" } else { "bias" };
+                diffs.insert(format!("{stem}.{base_key}"), dict.tensors[*key].clone());
+            }
+            continue;
+        }
         let mut factors = Factors::new();
         let mut alpha = None;
         let mut magnitude = None;
@@ -114,6 +129,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<AdapterFile> {
             scale,
             magnitude,
             base_shape: None,
+            groups: 1,
         };
         layer.delta(&file)?;
         layers.push(layer);
@@ -124,6 +140,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<AdapterFile> {
         layers,
         replacements: BTreeMap::new(),
         rslora: false,
+        diffs,
     })
 }
 
@@ -149,24 +166,37 @@ pub fn resolve(
                 .push(m);
         }
     }
-    for layer in &mut adapter.layers {
-        match forward.get(&layer.key_prefix).map(Vec::as_slice) {
-            Some([m]) => layer.module = (*m).clone(),
-            Some(many) => {
-                return Err(FileError::UnexpectedKey {
-                    file: adapter.source.clone(),
-                    key: layer.key_prefix.clone(),
-                    why: format!("the base modules {many:?} all map to it"),
-                });
-            }
-            None => {
-                return Err(FileError::UnexpectedKey {
-                    file: adapter.source.clone(),
-                    key: layer.key_prefix.clone(),
-                    why: "no module of the base maps to it".to_string(),
-                });
-            }
+    let source = adapter.source.clone();
+    let find = |stem: &str| -> Result<String> {
+        match forward.get(stem).map(Vec::as_slice) {
+            Some([m]) => Ok((*m).clone()),
+            Some(many) => Err(FileError::UnexpectedKey {
+                file: source.clone(),
+                key: stem.to_string(),
+                why: format!("the base modules {many:?} all map to it"),
+            }),
+            None => Err(FileError::UnexpectedKey {
+                file: source.clone(),
+                key: stem.to_string(),
+                why: "no module of the base maps to it; check that the base (--base) is the \
+                      model the adapter was made for, and the key prefix (--prefix)"
+                    .to_string(),
+            }),
         }
+    };
+    let mut diffs = BTreeMap::new();
+    for (key, stored) in &adapter.diffs {
+        let (stem, what) = key.rsplit_once('.').unwrap_or((key, "weight"));
+        let module = if modules.contains(stem) {
+            stem.to_string() // already resolved
+        } else {
+            find(stem)?
+        };
+        diffs.insert(format!("{module}.{what}"), stored.clone());
+    }
+    adapter.diffs = diffs;
+    for layer in &mut adapter.layers {
+        layer.module = find(&layer.key_prefix)?;
     }
     Ok(())
 }
@@ -174,8 +204,10 @@ pub fn resolve(
 /// Write a LyCORIS file with key prefix `prefix` (atomically).
 ///
 /// # Errors
-/// [`FileError::Inexpressible`] for an algorithm without a LyCORIS layout (CP), or a LoKr
-/// with two full matrices and a scale other than 1 (LyCORIS forces 1 there); [`FileError::Io`].
+/// [`FileError::Inexpressible`] for an algorithm without a LyCORIS layout (CP), a LoKr
+/// with two full matrices and a scale other than 1 (LyCORIS forces 1 there), whole-tensor
+/// replacements (turn them into differences with [`crate::merge::replacements_to_diffs`]), or a
+/// module both adapted and changed by a difference; [`FileError::Io`].
 pub fn write(adapter: &AdapterFile, prefix: &str, path: &Path) -> Result<()> {
     let mut dict = StateDict::default();
     for layer in &adapter.layers {
@@ -233,8 +265,38 @@ pub fn write(adapter: &AdapterFile, prefix: &str, path: &Path) -> Result<()> {
             layer: key.clone(),
             algorithm: "whole-tensor replacement".to_string(),
             format: "lycoris".to_string(),
-            why: "LyCORIS files hold no modules_to_save entries; use the native format".to_string(),
+            why: "LyCORIS holds a replaced Linear or conv as a difference from the base, so a \
+                  base is needed: convert with --base (adapter convert does this) or call \
+                  merge::replacements_to_diffs first"
+                .to_string(),
         });
+    }
+    for (key, stored) in &adapter.diffs {
+        let (module, what) = key.rsplit_once('.').unwrap_or((key, ""));
+        let suffix = match what {
+            "weight" => "diff",
+            "bias" => "diff_b",
+            _ => {
+                return Err(FileError::Inexpressible {
+                    layer: key.clone(),
+                    algorithm: "full (diff)".to_string(),
+                    format: "lycoris".to_string(),
+                    why: "LyCORIS's full module holds a weight and a bias only".to_string(),
+                });
+            }
+        };
+        if adapter.layers.iter().any(|l| l.module == module) {
+            return Err(FileError::Inexpressible {
+                layer: module.to_string(),
+                algorithm: "full (diff)".to_string(),
+                format: "lycoris".to_string(),
+                why: "the module is both adapted and replaced; LyCORIS holds one module per layer"
+                    .to_string(),
+            });
+        }
+        let stem = format!("{prefix}_{}", module.replace('.', "_"));
+        dict.tensors
+            .insert(format!("{stem}.{suffix}"), stored.clone());
     }
     dict.write(path)
 }

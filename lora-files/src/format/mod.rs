@@ -10,6 +10,7 @@ use crate::state_dict::StateDict;
 pub mod lycoris;
 pub mod native;
 pub mod peft;
+mod peft_groups;
 
 /// The format of `path`: a directory with `adapter_config.json` is PEFT; a `.safetensors` file
 /// whose metadata says so is native; any other `.safetensors` file is LyCORIS/kohya.
@@ -121,9 +122,32 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<AdapterFile> {
 /// [`FileError::Io`] when writing fails (the old files are then left as they were).
 pub fn write(adapter: &AdapterFile, format: Format, path: &Path) -> Result<()> {
     match format {
-        Format::Peft => peft::write(adapter, path),
+        Format::Peft => {
+            refuse_diffs(adapter, format)?;
+            peft::write(adapter, path)
+        }
         Format::Lycoris => lycoris::write(adapter, "lycoris", path),
-        Format::Native => native::write(adapter, path),
+        Format::Native => {
+            refuse_diffs(adapter, format)?;
+            native::write(adapter, path)
+        }
+    }
+}
+
+/// Refuse an adapter holding whole-tensor differences (LyCORIS full) for a format that holds
+/// replacements.
+pub(crate) fn refuse_diffs(adapter: &AdapterFile, format: Format) -> Result<()> {
+    match adapter.diffs.keys().next() {
+        None => Ok(()),
+        Some(key) => Err(FileError::Inexpressible {
+            layer: key.clone(),
+            algorithm: "full (diff)".to_string(),
+            format: format.name().to_string(),
+            why: "this format holds replaced tensors, not differences, so a base is needed: \
+                  convert with --base (adapter convert does this) or call \
+                  merge::diffs_to_replacements first"
+                .to_string(),
+        }),
     }
 }
 

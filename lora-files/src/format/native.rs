@@ -55,6 +55,17 @@ struct LayerMeta {
     factors: Vec<String>,
     magnitude: Option<String>,
     base_shape: Option<Vec<usize>>,
+    /// The conv's groups; written only when above 1 (files without it read as 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    groups: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(g: &usize) -> bool {
+    *g == 1
 }
 
 fn layout_name(l: MagnitudeLayout) -> &'static str {
@@ -158,6 +169,14 @@ pub fn read(path: &Path, registry: &Registry) -> Result<AdapterFile> {
                 })
             }
         };
+        if lm.groups == 0 {
+            return Err(FileError::Config {
+                file,
+                field: format!("layers[{}].groups", lm.module),
+                value: "0".to_string(),
+                why: "groups must be at least 1".to_string(),
+            });
+        }
         let layer = LayerAdapter {
             module: lm.module.clone(),
             key_prefix: lm.module.clone(),
@@ -168,6 +187,7 @@ pub fn read(path: &Path, registry: &Registry) -> Result<AdapterFile> {
             scale: lm.scale,
             magnitude,
             base_shape: lm.base_shape.clone(),
+            groups: lm.groups,
         };
         layer.delta(&file)?;
         layers.push(layer);
@@ -202,6 +222,7 @@ pub fn read(path: &Path, registry: &Registry) -> Result<AdapterFile> {
         layers,
         replacements,
         rslora: meta.rslora,
+        diffs: Default::default(),
     })
 }
 
@@ -237,6 +258,7 @@ pub fn write(adapter: &AdapterFile, path: &Path) -> Result<()> {
                 .as_ref()
                 .map(|m| layout_name(m.layout).to_string()),
             base_shape: l.base_shape.clone(),
+            groups: l.groups,
         });
     }
     for (key, stored) in &adapter.replacements {

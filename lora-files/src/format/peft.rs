@@ -6,6 +6,9 @@
 //! `alpha_pattern` keys apply to a module whose path matches `(.*\.)?KEY$`, as in PEFT (the
 //! first matching key in sorted order). A config field that changes the maths and is not
 //! implemented here is refused by name, and so is any unknown field that is set.
+//!
+//! A LoRA on a grouped conv has PEFT's grouped layout (`lora_B` `[out, R/groups, 1..]`); see
+//! `peft_groups` for how it maps to a grouped LoCon and what is refused.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +19,7 @@ use serde_json::{Map, Value, json};
 use crate::adapter::{AdapterFile, Format, LayerAdapter, Magnitude, MagnitudeLayout};
 use crate::algorithm::{Factor, Factors, LoCon, unsupported_algorithm};
 use crate::error::{FileError, Result, io};
-use crate::format::refuse_inexpressible;
+use crate::format::{peft_groups, refuse_inexpressible};
 use crate::state_dict::{StateDict, Stored};
 
 /// The config file's name.
@@ -423,6 +426,16 @@ pub fn read(dir: &Path) -> Result<AdapterFile> {
         } else {
             alpha / rank as f64
         };
+        // A grouped conv's layout (lora_B narrower than lora_A's rank) becomes a grouped LoCon;
+        // the scale stays the config's, alpha over the rank PEFT sees.
+        let (factors, rank, groups) = peft_groups::from_peft(&file, &key_prefix, factors)?;
+        if groups > 1 && magnitude.is_some() {
+            return Err(FileError::UnexpectedKey {
+                file: file.clone(),
+                key: format!("{key_prefix}.lora_magnitude_vector"),
+                why: format!("DoRA on a conv with groups = {groups} is not read"),
+            });
+        }
         let layer = LayerAdapter {
             module: module.clone(),
             key_prefix,
@@ -433,6 +446,7 @@ pub fn read(dir: &Path) -> Result<AdapterFile> {
             scale,
             magnitude,
             base_shape: None,
+            groups,
         };
         // Check the factors fit together now, so that a bad file fails on reading.
         layer.delta(&file)?;
@@ -444,6 +458,7 @@ pub fn read(dir: &Path) -> Result<AdapterFile> {
         layers: out,
         replacements,
         rslora: config.rslora,
+        diffs: Default::default(),
     })
 }
 
@@ -455,12 +470,12 @@ pub fn read(dir: &Path) -> Result<AdapterFile> {
 pub fn write(adapter: &AdapterFile, dir: &Path) -> Result<()> {
     let mut dict = StateDict::default();
     dict.metadata.insert("format".to_string(), "pt".to_string());
-    let rank_of = |l: &LayerAdapter| l.rank;
+    let rank_of = peft_groups::peft_rank;
     let alpha_of = |l: &LayerAdapter| {
         if adapter.rslora {
-            l.scale * (l.rank as f64).sqrt()
+            l.scale * (rank_of(l) as f64).sqrt()
         } else {
-            l.scale * l.rank as f64
+            l.scale * rank_of(l) as f64
         }
     };
     for layer in &adapter.layers {
@@ -472,14 +487,11 @@ pub fn write(adapter: &AdapterFile, dir: &Path) -> Result<()> {
             ));
         }
         let prefix = format!("{PREFIX}{}", layer.module);
-        for (ours, theirs) in [
-            ("lora_down.weight", "lora_A.weight"),
-            ("lora_up.weight", "lora_B.weight"),
-        ] {
-            let f = &layer.factors[ours];
+        let (a, b) = peft_groups::to_peft(layer)?;
+        for (theirs, f) in [("lora_A.weight", a), ("lora_B.weight", b)] {
             dict.tensors.insert(
                 format!("{prefix}.{theirs}"),
-                Stored::from_f32(f.shape.clone(), &f.values),
+                Stored::from_f32(f.shape, &f.values),
             );
         }
         if let Some(m) = &layer.magnitude {
