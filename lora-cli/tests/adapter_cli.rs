@@ -400,15 +400,3 @@ fn a_wrong_base_is_blamed_not_the_adapter() {
         assert!(!out.exists(), "{command} wrote {out:?}");
     }
 }
-
-/// Flags that contradict each other are refused, not silently half-obeyed.
-#[test]
-fn compare_refuses_estimate_with_pretrain_only() {
-    let o = Command::new(env!("CARGO_BIN_EXE_compare"))
-        .args(["--estimate", "--pretrain-only"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("cannot be used with"), "{err}");
-}

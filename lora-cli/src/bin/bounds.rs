@@ -1,6 +1,6 @@
 //! Parameter counts and rank bounds of every registered adapter type for one layer.
 //!
-//! `cargo run -p experiments --bin bounds -- --in S --out T --kernel 3x3 --rank R [--groups G] [--json]`
+//! `cargo run -p lora-cli --bin bounds -- --in S --out T --kernel 3x3 --rank R [--groups G] [--json]`
 
 use std::process::ExitCode;
 
