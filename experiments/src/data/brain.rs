@@ -397,20 +397,8 @@ pub fn patches(
         right.1 = right_local.iter().map(class).collect();
     }
     // z-score with the training (left) statistics.
-    let n = left.0.len().max(1) as f64;
-    let mean = left.0.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = left
-        .0
-        .iter()
-        .map(|&v| (f64::from(v) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    let std = var.sqrt().max(1e-6);
-    let norm = |v: Vec<f32>| -> Vec<f32> {
-        v.into_iter()
-            .map(|x| ((f64::from(x) - mean) / std) as f32)
-            .collect()
-    };
+    let stats = MeanStd::of(&left.0);
+    let norm = |v: Vec<f32>| stats.standardize(v);
     let images = |(pixels, labels): (Vec<f32>, Vec<usize>)| Images {
         pixels: norm(pixels),
         dims: vec![p, p, p],
@@ -423,6 +411,38 @@ pub fn patches(
         train_centres: left_centres,
         test_centres: right_centres,
         labelling: Vec::new(),
+    }
+}
+
+/// The mean and standard deviation (population, floored at 1e-6) that z-score a split.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MeanStd {
+    mean: f64,
+    std: f64,
+}
+
+impl MeanStd {
+    /// The statistics of `values` (mean 0, std 1e-6 for none).
+    pub(crate) fn of(values: &[f32]) -> Self {
+        let n = values.len().max(1) as f64;
+        let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = values
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        Self {
+            mean,
+            std: var.sqrt().max(1e-6),
+        }
+    }
+
+    /// `(v - mean) / std` for each value.
+    pub(crate) fn standardize(&self, values: Vec<f32>) -> Vec<f32> {
+        values
+            .into_iter()
+            .map(|x| ((f64::from(x) - self.mean) / self.std) as f32)
+            .collect()
     }
 }
 

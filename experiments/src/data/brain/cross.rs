@@ -16,7 +16,7 @@ use std::path::Path;
 
 use super::grid::{block_average, resample_onto};
 use super::tissue;
-use super::{BrainLabel, BrainSplit, PatchConfig, check_orientation, read_lobes};
+use super::{BrainLabel, BrainSplit, MeanStd, PatchConfig, check_orientation, read_lobes};
 use crate::data::nifti::{Volume, read_volume};
 use crate::data::{Images, Result, format_error, require};
 
@@ -251,18 +251,8 @@ fn cut(
             }
         }
     }
-    let n = pixels.len().max(1) as f64;
-    let mean = pixels.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = pixels
-        .iter()
-        .map(|&v| (f64::from(v) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    let std = var.sqrt().max(1e-6);
-    let pixels = pixels
-        .into_iter()
-        .map(|x| ((f64::from(x) - mean) / std) as f32)
-        .collect();
+    // Each brain with its own statistics: the templates come on different intensity scales.
+    let pixels = MeanStd::of(&pixels).standardize(pixels);
     Ok(Cut {
         images: Images {
             pixels,
