@@ -40,6 +40,10 @@ pub struct Plan {
     pub lr_grid_adapter: Vec<f64>,
     /// Sweep runs train for this fraction of `steps`.
     pub sweep_fraction: f64,
+    /// How many times a cell's grid may grow by one rate past the edge its best rate sits at
+    /// (0 in plans written before this field).
+    #[serde(default)]
+    pub grid_extensions: usize,
     /// The held-out validation slab: training-hemisphere patches whose centre's world y lies
     /// between these quantiles of the centres' y.
     pub val_slab: (f64, f64),
@@ -79,6 +83,7 @@ impl Plan {
                 lr_grid_dense: vec![3e-3],
                 lr_grid_adapter: vec![1e-2],
                 sweep_fraction: 0.5,
+                grid_extensions: 0,
                 val_slab: (0.45, 0.55),
                 val_guard: 0.0,
             }
@@ -104,6 +109,7 @@ impl Plan {
                 lr_grid_dense: vec![1e-3, 3e-3],
                 lr_grid_adapter: vec![3e-3, 1e-2],
                 sweep_fraction: 0.5,
+                grid_extensions: 1,
                 val_slab: (0.45, 0.55),
                 val_guard: 0.0,
             }
@@ -225,7 +231,7 @@ impl Plan {
             seeds: &self.seeds,
             steps: self.steps,
             sweep_fraction: self.sweep_fraction,
-            grid_extensions: 0,
+            grid_extensions: self.grid_extensions,
         }
     }
 

@@ -141,8 +141,8 @@ pub fn describe(plan: &Plan, config: &ConfigOf<Plan>) -> String {
          convs, head trained); baselines `majority` (the most frequent training class) and \
          `position-1nn` (the label of the nearest training patch centre: no image content at \
          all). Every run: {} steps of batch {}, the rate chosen per (method, rank) on the \
-         validation slab from {:?} (dense) or {:?} (adapters) with {} steps per sweep run, the \
-         best validation checkpoint tested; {} seeds.\n\n",
+         validation slab from {:?} (dense) or {:?} (adapters){} with {} steps per sweep run, \
+         the best validation checkpoint tested; {} seeds.\n\n",
         plan.profile,
         config.device,
         f.slab_y_mm,
@@ -169,6 +169,13 @@ pub fn describe(plan: &Plan, config: &ConfigOf<Plan>) -> String {
         plan.batch_size,
         plan.lr_grid_dense,
         plan.lr_grid_adapter,
+        match plan.grid_extensions {
+            0 => String::new(),
+            n => format!(
+                ", the grid growing by one geometric step past an edge its best rate sits at, \
+                 up to {n} time(s)"
+            ),
+        },
         plan.sweep_steps(),
         plan.seeds.len(),
     )
