@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         model = optim.step(1e-2, model, grads);
     }
 
-    // 4. Save the adapter (factors, scales and the trained head) in the native format.
+    // 4. Save the adapter (factors, scales, the trained head, any BatchNorm statistics).
     let file = file_from_model(&model, &PathMap::identity())?;
     format::write(&file, Format::Native, Path::new("adapter.safetensors"))?;
 
