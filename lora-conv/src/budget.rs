@@ -55,11 +55,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod allocation;
 
-use crate::any::conv_config;
 use crate::bounds::{full_count, max_rank, param_count, rank_limit};
 use crate::budget::allocation::{
     energy_ranks, energy_shares, fill_ranks, kernel_singular_values, uniform_ranks,
 };
+use crate::factory::conv_config;
 use crate::geometry::ConvGeometry;
 use crate::layer::ConvLayer;
 use crate::variant::ConvVariant;

@@ -50,8 +50,11 @@ pub mod any;
 pub mod bounds;
 pub mod budget;
 pub mod bypass;
+pub mod carrier;
 pub mod config;
 pub mod cost;
+pub mod erased;
+pub mod factory;
 pub mod forward;
 pub mod functional;
 pub mod geometry;
@@ -65,10 +68,11 @@ pub use adapters::{
     CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoHaTuckerAdapter, LoKrAdapter,
     Tucker2Adapter,
 };
-pub use any::{AnyAdapter, ConvFactory, conv_config};
 pub use bypass::LoraConv;
+pub use carrier::AnyAdapter;
 pub use config::LoraConvConfig;
 pub use cost::{ConvRates, CostModel, Workload};
+pub use factory::{ConvFactory, conv_config};
 pub use forward::ForwardMode;
 pub use geometry::{ConvGeometry, Padding};
 pub use layer::ConvLayer;
