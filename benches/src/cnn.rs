@@ -6,7 +6,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use experiments::model::{Block, Cnn, CnnConfig, Conv2dLike};
-use lora_conv::functional::rank_limit;
+use lora_conv::bounds::rank_limit;
 use lora_conv::{ConvVariant, ForwardMode, LoraConv, conv_config};
 use lora_core::{AdapterSpec, LoraConfig, Result};
 

@@ -7,7 +7,7 @@ use burn::nn::conv::Conv2d;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use lora_backbones::{Classifier, ResNet29};
-use lora_conv::functional::rank_limit;
+use lora_conv::bounds::rank_limit;
 use lora_conv::{ConvLayer, ConvVariant, ForwardMode, LoraConv};
 use lora_core::{AdapterSpec, Result};
 

@@ -4,7 +4,7 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
-use lora_conv::functional::{full_count, max_rank, param_count, rank_limit};
+use lora_conv::bounds::{full_count, max_rank, param_count, rank_limit};
 use lora_conv::{
     AnyAdapter, ConvFactory, ConvGeometry, ConvVariant, ForwardMode, LoraConv, conv_config,
 };

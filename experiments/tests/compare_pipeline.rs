@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use experiments::compare::plan::{Overrides, Plan};
 use experiments::record::{LrChoice, RunRecord, read_runs};
 use lora_conv::ConvVariant;
-use lora_conv::functional::{full_count, max_rank, param_count};
+use lora_conv::bounds::{full_count, max_rank, param_count};
 
 fn synthetic_data(dir: &Path, bad_label: bool) {
     experiments::data::synthetic::write(dir, bad_label).unwrap();

@@ -12,7 +12,7 @@ mod common;
 use burn::tensor::{Device, Tensor};
 use common::{Net2d, grid, per_slice_check, per_slice_max_diff, volume};
 use lora_3d::{AdapterPolicy, InflateMode, InflateOptions, inflate};
-use lora_conv::functional::param_count;
+use lora_conv::bounds::param_count;
 use lora_conv::{
     AnyAdapter, ConvFactory, ConvGeometry, ConvLayer, ConvVariant, CpAdapter, conv_config,
 };

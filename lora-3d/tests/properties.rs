@@ -15,7 +15,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2dConfig;
 use burn::tensor::{Device, Shape, Tensor, TensorData};
 use lora_3d::{InflateError, InflateOptions, inflate};
-use lora_conv::functional::kernel_rank_limit;
+use lora_conv::bounds::kernel_rank_limit;
 use lora_conv::{AnyAdapter, ConvFactory, ConvVariant, conv_config};
 use lora_core::testing::{Tol, check_close};
 use lora_core::{Adapter, LoraParam, attach};

@@ -25,6 +25,7 @@ use burn::module::{Module, Param, ParamId};
 use burn::tensor::{Device, Shape, Tensor};
 use lora_core::{Adapter, AdapterSpec, LoraError, Result};
 
+pub use crate::functional::conv::ConvArgs;
 use crate::geometry::ConvGeometry;
 
 /// An adapter type for the weights of convolutions (`[t, s/g, k..]`, 1 to 3 spatial axes) and,
@@ -107,17 +108,6 @@ pub trait ConvAdapter: Adapter + Clone {
         let _ = (geometry, rank, positions);
         Vec::new()
     }
-}
-
-/// The base convolution's arguments a bypass branch runs with (groups = 1).
-#[derive(Debug, Clone, Copy)]
-pub struct ConvArgs<'a> {
-    /// Stride per spatial axis.
-    pub stride: &'a [usize],
-    /// Resolved padding (before, after) per spatial axis.
-    pub padding: &'a [(usize, usize)],
-    /// Dilation per spatial axis.
-    pub dilation: &'a [usize],
 }
 
 /// The kind of a convolution, for its measured rate in the cost model.

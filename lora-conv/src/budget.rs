@@ -4,7 +4,7 @@
 //! A layer's admissible ranks are `1..=cap` with `cap = min(rank_limit, max_rank)`: the type's
 //! own [`ConvVariant::rank_limit`] and the largest rank whose
 //! [`ConvVariant::param_count`] is strictly below the kernel's size
-//! ([`crate::functional::max_rank`]); an adapter as large as the kernel it adapts is not
+//! ([`crate::bounds::max_rank`]); an adapter as large as the kernel it adapts is not
 //! low-rank. A layer with `cap = 0` is never adapted. An adapted layer at rank `r` costs
 //! `param_count(r)` (fixed parts included: DoRA's magnitude, LoKr's `w1`); a layer left out
 //! costs nothing.
@@ -53,12 +53,13 @@ use burn::tensor::Tensor;
 use lora_core::{LoraConfig, LoraError, Position, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::any::conv_config;
-use crate::functional::allocation::{
+pub mod allocation;
+
+use crate::bounds::{full_count, max_rank, param_count, rank_limit};
+use crate::budget::allocation::{
     energy_ranks, energy_shares, fill_ranks, kernel_singular_values, uniform_ranks,
 };
-use crate::functional::bounds::{max_rank, rank_limit};
-use crate::functional::count::{full_count, param_count};
+use crate::factory::conv_config;
 use crate::geometry::ConvGeometry;
 use crate::layer::ConvLayer;
 use crate::variant::ConvVariant;

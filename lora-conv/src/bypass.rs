@@ -7,7 +7,7 @@ use burn::tensor::{Device, Shape, Tensor};
 use lora_core::{Adapter, AdapterSpec, LoraError, Result};
 
 use crate::adapter::ConvArgs;
-use crate::any::AnyAdapter;
+use crate::carrier::AnyAdapter;
 use crate::cost::{CostModel, Workload};
 use crate::forward::ForwardMode;
 use crate::functional::conv::conv_nd;

@@ -20,7 +20,7 @@
 //! core, as in LyCORIS. The true CP decomposition (canonical polyadic, arXiv 1412.6553) has one
 //! factor per mode; its bypass form is a 1x1 conv, one depthwise conv per spatial axis and a
 //! 1x1 conv. The document's recomposition loop is also wrong as written (it sums over the
-//! wrong indices and reshapes the up kernel by the input channel count); [`functional::recompose`]
+//! wrong indices and reshapes the up kernel by the input channel count); [`functional`]
 //! does it with matmuls, and the tests check it against an element-wise reference written
 //! straight from the formulas above.
 //!
@@ -29,7 +29,7 @@
 //! included) and bypass ([`LoraConv`], `base(x) + branch(x)`; refused for grouped convs).
 //!
 //! ```
-//! use lora_conv::{ConvGeometry, ConvVariant, functional::{param_count, full_count, max_rank}};
+//! use lora_conv::{ConvGeometry, ConvVariant, bounds::{param_count, full_count, max_rank}};
 //!
 //! // A 64 -> 64, 3x3 conv: 36,864 weights.
 //! let g = ConvGeometry::new(64, 64, vec![3, 3]);
@@ -47,10 +47,14 @@
 pub mod adapter;
 pub mod adapters;
 pub mod any;
+pub mod bounds;
 pub mod budget;
 pub mod bypass;
+pub mod carrier;
 pub mod config;
 pub mod cost;
+pub mod erased;
+pub mod factory;
 pub mod forward;
 pub mod functional;
 pub mod geometry;
@@ -64,10 +68,11 @@ pub use adapters::{
     CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoHaTuckerAdapter, LoKrAdapter,
     Tucker2Adapter,
 };
-pub use any::{AnyAdapter, ConvFactory, conv_config};
 pub use bypass::LoraConv;
+pub use carrier::AnyAdapter;
 pub use config::LoraConvConfig;
 pub use cost::{ConvRates, CostModel, Workload};
+pub use factory::{ConvFactory, conv_config};
 pub use forward::ForwardMode;
 pub use geometry::{ConvGeometry, Padding};
 pub use layer::ConvLayer;

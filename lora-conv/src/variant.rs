@@ -15,7 +15,7 @@ use crate::adapters::{
     CpAdapter, DoraAdapter, LoConAdapter, LoHaAdapter, LoHaTuckerAdapter, LoKrAdapter,
     Tucker2Adapter,
 };
-use crate::any::AnyAdapter;
+use crate::erased::{self, Erased};
 use crate::geometry::ConvGeometry;
 
 /// One adapter type, by name: what the rest of the workspace needs to know about a
@@ -32,7 +32,7 @@ pub struct ConvVariant {
     linear: bool,
     bypass_recomposes: bool,
     type_name: fn() -> &'static str,
-    build: fn(&str, &[usize], &AdapterSpec, &Device) -> Result<AnyAdapter>,
+    build: erased::Build,
     param_count: fn(&[usize], usize) -> usize,
     rank_limit: fn(&[usize]) -> usize,
     recompose_flops: fn(&[usize], usize) -> f64,
@@ -83,7 +83,7 @@ impl ConvVariant {
             linear: A::LINEAR,
             bypass_recomposes: A::BYPASS_RECOMPOSES,
             type_name: core::any::type_name::<A>,
-            build: build::<A>,
+            build: erased::build::<A>,
             param_count: A::param_count,
             rank_limit: A::rank_limit,
             recompose_flops: A::recompose_flops,
@@ -121,20 +121,14 @@ impl ConvVariant {
         self.bypass_recomposes
     }
 
-    /// Build a fresh adapter for a weight of shape `[t, c, k..]` (PyTorch layout).
-    ///
-    /// State that depends on the pretrained weight (DoRA's magnitude) is not set here: `attach`
-    /// and [`crate::LoraConv::new`] call [`lora_core::Adapter::with_base`] on what this builds.
-    ///
-    /// # Errors
-    /// The type's own errors for this rank and shape, naming `path`.
-    pub fn build(
+    /// A fresh adapter of this type, boxed ([`ConvVariant::build`] wraps it in the carrier).
+    pub(crate) fn build_erased(
         self,
         path: &str,
         shape: &[usize],
         spec: &AdapterSpec,
         device: &Device,
-    ) -> Result<AnyAdapter> {
+    ) -> Result<Box<dyn Erased>> {
         (self.build)(path, shape, spec, device)
     }
 
@@ -168,15 +162,6 @@ impl ConvVariant {
         let wanted = normalise(name);
         normalise(self.name) == wanted || self.aliases.iter().any(|a| normalise(a) == wanted)
     }
-}
-
-fn build<A: ConvAdapter>(
-    path: &str,
-    shape: &[usize],
-    spec: &AdapterSpec,
-    device: &Device,
-) -> Result<AnyAdapter> {
-    A::new(path, shape, spec, device).map(AnyAdapter::new)
 }
 
 fn normalise(name: &str) -> String {

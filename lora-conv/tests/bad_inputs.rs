@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
-use lora_conv::functional::{
+use lora_conv::bounds::{
     closed_form, full_count, kernel_rank_limit, max_rank, max_rank_tucker2_below_hf, param_count,
     rank_limit,
 };

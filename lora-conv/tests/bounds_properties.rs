@@ -13,7 +13,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use lora_conv::functional::{full_count, max_rank, max_rank_tucker2_below_hf, param_count};
+use lora_conv::bounds::{full_count, max_rank, max_rank_tucker2_below_hf, param_count};
 use lora_conv::{ConvGeometry, ConvVariant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -7,11 +7,11 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor, TensorData};
+use lora_conv::bounds::{full_count, max_rank, param_count, rank_limit};
+use lora_conv::budget::allocation::{kernel_singular_values, singular_values};
 use lora_conv::budget::{
     Allocation, LayerInfo, LeftOutReason, RankPlan, admissible_rank, allocate, model_kernels,
 };
-use lora_conv::functional::allocation::{kernel_singular_values, singular_values};
-use lora_conv::functional::{full_count, max_rank, param_count, rank_limit};
 use lora_conv::{ConvFactory, ConvGeometry, ConvVariant};
 use lora_core::{LoraConfig, LoraError, attach, param_counts};
 

@@ -18,8 +18,8 @@ use burn::module::Module;
 use burn::nn::conv::{Conv1dConfig, Conv2dConfig, Conv3dConfig};
 use burn::nn::{PaddingConfig1d, PaddingConfig2d, PaddingConfig3d};
 use burn::tensor::{Device, Distribution, Tensor};
+use lora_conv::bounds::param_count;
 use lora_conv::functional::conv::conv_nd;
-use lora_conv::functional::param_count;
 use lora_conv::{AnyAdapter, ConvFactory, ConvLayer, ConvVariant, LoraConv, conv_config};
 use lora_core::testing::{Tol, assert_close, randomize_adapters};
 use lora_core::{

@@ -22,7 +22,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Conv3d, Conv3dConfig};
 use burn::nn::{PaddingConfig1d, PaddingConfig2d, PaddingConfig3d};
 use burn::tensor::{Device, Shape, Tensor, TensorData};
-use lora_conv::functional::{kernel_rank_limit, param_count};
+use lora_conv::bounds::{kernel_rank_limit, param_count};
 use lora_conv::{AnyAdapter, ConvFactory, ConvLayer, ConvVariant, LoraConv, conv_config};
 use lora_core::testing::{Tol, check_close};
 use lora_core::{

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use burn::tensor::Device;
-use lora_conv::functional::{kernel_rank_limit, rank_limit};
+use lora_conv::bounds::{kernel_rank_limit, rank_limit};
 use lora_conv::{ConvGeometry, ConvVariant};
 use lora_core::AdapterSpec;
 

@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Conv3d, Conv3dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Distribution, Tensor};
-use lora_conv::functional::param_count;
+use lora_conv::bounds::param_count;
 use lora_conv::{ConvFactory, ConvLayer, ConvVariant, conv_config};
 use lora_core::testing::{Tol, assert_close, randomize_adapters};
 use lora_core::{LoraConfig, LoraError, attach, merge, param_counts};

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{Tensor, TensorData};
+use lora_conv::functional::dora;
 
 use crate::algorithm::{Algorithm, Delta, Factors, Site, cpu};
 use crate::error::{FileError, Result};
@@ -236,7 +237,7 @@ impl LayerAdapter {
         // The per-channel factor m / ‖V‖, broadcast back to [rows, cols].
         let factor = match m.layout {
             MagnitudeLayout::PeftOut | MagnitudeLayout::LycorisOut => {
-                let norm = v.clone().powi_scalar(2).sum_dim(1).sqrt().add_scalar(eps);
+                let norm = dora::row_norms(&v).add_scalar(eps).reshape([rows, 1]);
                 (mag.reshape([rows, 1]) / norm).expand([rows, cols])
             }
             MagnitudeLayout::LycorisIn => {

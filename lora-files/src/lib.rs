@@ -14,8 +14,8 @@
 //! - [`merge::merge`]: `W' = W + multiplier·scale·ΔW`, or DoRA's normalised form, in the base's
 //!   dtype, plus `modules_to_save`.
 //!
-//! The maths of each update is `lora_conv::functional::recompose`'s, the same the adapters
-//! train with. Writes are atomic; every failure is a [`FileError`] naming the file, key and
+//! The maths of each update is `lora_conv::functional::<type>`'s, the same functions the
+//! adapters train with. Writes are atomic; every failure is a [`FileError`] naming the file, key and
 //! values, and leaves the files on disk as they were.
 //!
 //! ```no_run

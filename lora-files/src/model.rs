@@ -31,6 +31,7 @@ use crate::state_dict::StateDict;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 
 mod extras;
+mod foreign;
 pub use extras::RunningStats;
 
 /// Regex rewrites of module paths, applied in order (each to the result of the last).
@@ -378,6 +379,8 @@ impl AdapterFactory for FileFactory<'_> {
 /// trainable module type yet; [`FileError::UnexpectedKey`] for file replacements (apply those
 /// to the base state dict first); [`FileError::Attach`] when the model has no weight at a
 /// mapped path, its shape differs from the update's, or the model already carries adapters;
+/// [`FileError::Config`] naming the weights when the model carries burn's own LoRA
+/// (`Module::apply_lora`), which burn cannot nest under another adapter;
 /// [`FileError::UnexpectedKey`] for a replacement no parameter takes. The model is untouched
 /// on error.
 pub fn attach_file<M: Module>(
@@ -386,6 +389,13 @@ pub fn attach_file<M: Module>(
     map: &PathMap,
     trainable: Vec<String>,
 ) -> Result<M> {
+    let foreign = foreign::burn_lora_paths(model);
+    if !foreign.is_empty() {
+        return Err(foreign::refuse_burn_lora(
+            &foreign,
+            "attaching an adapter file",
+        ));
+    }
     let mut layers = HashMap::new();
     for layer in &file.layers {
         let name = layer.algorithm.name();
@@ -722,7 +732,8 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
 /// # Errors
 /// [`FileError::Inexpressible`] naming the first merged weight (unmerge before saving: the
 /// factors of a merged adapter no longer say what the base holds); [`FileError::Config`] when
-/// the model carries no adapter, or a burn path does not end in `.weight`;
+/// the model carries no adapter, carries burn's own LoRA (`Module::apply_lora`, which
+/// the file could not hold), or a burn path does not end in `.weight`;
 /// [`FileError::Io`] when burn-store cannot save the model's state.
 pub fn file_from_model<M: Module>(model: &M, back: &PathMap) -> Result<AdapterFile> {
     file_from_model_with(model, back, RunningStats::All)
@@ -740,6 +751,13 @@ pub fn file_from_model_with<M: Module>(
     back: &PathMap,
     stats: RunningStats<'_>,
 ) -> Result<AdapterFile> {
+    let foreign = foreign::burn_lora_paths(model);
+    if !foreign.is_empty() {
+        return Err(foreign::refuse_burn_lora(
+            &foreign,
+            "saving an adapter file",
+        ));
+    }
     let mut c = Collector::default();
     model.visit(&mut c);
     // Only this workspace's adapters: they carry the `scale` integer (burn's own LoRA does not).

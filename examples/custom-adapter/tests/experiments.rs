@@ -11,7 +11,7 @@ use experiments::compare::plan::{Overrides, Plan};
 use experiments::compare::{RunOptions, run};
 use experiments::record::read_runs;
 use lora_conv::ConvVariant;
-use lora_conv::functional::param_count;
+use lora_conv::bounds::param_count;
 
 #[test]
 fn an_outside_type_runs_through_compare() {

@@ -1,6 +1,6 @@
 //! `compare`'s report: its title, its design in prose, and what its plot marks.
 
-use lora_conv::functional::full_count;
+use lora_conv::bounds::full_count;
 use serde::{Deserialize, Serialize};
 
 use super::plan::{Plan, SWEEP_SEED};

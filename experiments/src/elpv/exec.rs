@@ -104,7 +104,7 @@ pub fn rank_plan(
 ) -> Result<RankPlan> {
     let weights: usize = layers
         .iter()
-        .map(|l| lora_conv::functional::full_count(&l.geometry))
+        .map(|l| lora_conv::bounds::full_count(&l.geometry))
         .sum();
     let target = (budget * weights as f64).floor() as usize;
     let plan = allocate(variant, layers, target, allocation).map_err(ExpError::from)?;

@@ -176,7 +176,7 @@ impl Experiment for Plan {
             base_params: exec::base_params(&base),
             conv_weights: layers
                 .iter()
-                .map(|l| lora_conv::functional::full_count(&l.geometry))
+                .map(|l| lora_conv::bounds::full_count(&l.geometry))
                 .sum(),
             load_seconds,
         };

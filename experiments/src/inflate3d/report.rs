@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use lora_conv::ConvGeometry;
-use lora_conv::functional::full_count;
+use lora_conv::bounds::full_count;
 use serde::{Deserialize, Serialize};
 
 use super::exec::base_params_3d;

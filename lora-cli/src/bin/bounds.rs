@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use lora_conv::functional::{
+use lora_conv::bounds::{
     closed_form, full_count, max_rank, max_rank_tucker2_below_hf, param_count, rank_limit,
 };
 use lora_conv::{ConvGeometry, ConvVariant};
@@ -125,7 +125,7 @@ fn main() -> ExitCode {
         "closed form",
         "stricter bound"
     );
-    // The closed forms exist for the three decompositions (see lora_conv::functional::bounds).
+    // The closed forms exist for the three decompositions (see lora_conv::bounds).
     let closed = |v: ConvVariant| match v.name() {
         "locon" => (Some(cf.hf), Some(cf.hf_strict)),
         "tucker2" => (Some(cf.tucker2), Some(cf.tucker2_strict)),

@@ -7,9 +7,9 @@ use lora_core::init::{input_factor, uniform_factor, zero_factor};
 use lora_core::{Adapter, AdapterSpec, FactorInit, Result};
 
 use crate::adapter::{BranchOp, ConvAdapter, ConvArgs, Inflater, OpKind};
-use crate::adapters::{product, weight_parts};
-use crate::functional::conv::{conv_nd, pointwise};
-use crate::functional::recompose;
+use crate::adapters::weight_parts;
+use crate::functional::cp;
+use crate::functional::shape::product;
 use crate::geometry::ConvGeometry;
 
 /// `ΔK[t, s, i_1..i_d] = Σ_r U[t, r] · V[r, s] · Π_j F_j[i_j, r]`: `r` rank-one terms, one
@@ -84,24 +84,12 @@ impl ConvAdapter for CpAdapter {
     }
 
     fn param_count(shape: &[usize], rank: usize) -> usize {
-        let [t, c, kernel @ ..] = shape else { return 0 };
-        let sum_k = kernel.iter().fold(0usize, |acc, &x| acc.saturating_add(x));
-        rank.saturating_mul(c.saturating_add(*t).saturating_add(sum_k))
+        cp::param_count(shape, rank)
     }
 
     /// The product of every mode but (one copy of) the largest.
     fn rank_limit(shape: &[usize]) -> usize {
-        if shape.len() < 2 {
-            return 0;
-        }
-        let largest = shape.iter().copied().enumerate().max_by_key(|&(_, x)| x);
-        let rest: Vec<usize> = shape
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| largest.is_none_or(|(j, _)| i != j))
-            .map(|(_, &x)| x)
-            .collect();
-        product(&rest)
+        cp::rank_limit(shape)
     }
 
     fn shape(&self) -> &[usize] {
@@ -109,33 +97,15 @@ impl ConvAdapter for CpAdapter {
     }
 
     fn branch<const N: usize>(&self, x: Tensor<N>, conv: &ConvArgs) -> Option<Tensor<N>> {
-        let d = N - 2;
-        let mut hidden = pointwise(x, self.down.val());
-        for (axis, factor) in self.spatial.iter().enumerate() {
-            let [k, r] = factor.lazy_shape().dims();
-            // A depthwise kernel [r, 1, 1.., k, ..1] along this axis only.
-            let mut shape = vec![r, 1];
-            shape.extend((0..d).map(|j| if j == axis { k } else { 1 }));
-            let w = factor.val().transpose().reshape::<N, _>(Shape::from(shape));
-            let along = |v: &[usize], other| -> Vec<usize> {
-                (0..d)
-                    .map(|j| if j == axis { v[j] } else { other })
-                    .collect()
-            };
-            let pad: Vec<(usize, usize)> = (0..d)
-                .map(|j| if j == axis { conv.padding[j] } else { (0, 0) })
-                .collect();
-            hidden = conv_nd(
-                hidden,
-                w,
-                &along(conv.stride, 1),
-                &pad,
-                &along(conv.dilation, 1),
-                r,
-            );
-        }
-        // Scaling the small up factor, not the branch output, saves a full-size pass.
-        Some(pointwise(hidden, self.up.val().mul_scalar(self.scale)))
+        let spatial: Vec<Tensor<2>> = self.spatial.iter().map(Param::val).collect();
+        Some(cp::branch(
+            x,
+            self.up.val(),
+            self.down.val(),
+            &spatial,
+            self.scale,
+            conv,
+        ))
     }
 
     /// A depth factor `[depth, r]` is prepended: every column is the inflation's depth profile
@@ -214,7 +184,7 @@ impl Adapter for CpAdapter {
 
     fn delta_weight<const D: usize>(&self) -> Tensor<D> {
         let spatial: Vec<Tensor<2>> = self.spatial.iter().map(Param::val).collect();
-        recompose::cp(self.up.val(), self.down.val(), &spatial, self.scale)
+        cp::delta(self.up.val(), self.down.val(), &spatial, self.scale)
             .reshape(Shape::from(self.shape.clone()))
     }
 

@@ -7,6 +7,7 @@ use lora_core::{Adapter, AdapterSpec, Result};
 
 use crate::adapter::{BranchOp, ConvAdapter, ConvArgs, Inflater};
 use crate::adapters::LoConAdapter;
+use crate::functional::dora::{self, row_norms};
 use crate::geometry::ConvGeometry;
 
 /// LoCon/LoRA factors plus a magnitude `m [t]`: `W' = m ⊙ V / ‖V‖`, `V = W + scale·up·down`,
@@ -52,20 +53,6 @@ impl DoraAdapter {
     }
 }
 
-/// The L2 norm of each row of `w` (its first axis), `[t]`, detached.
-fn row_norms<const D: usize>(w: &Tensor<D>) -> Tensor<1> {
-    let dims = w.dims();
-    let t = dims.first().copied().unwrap_or(1);
-    let n = dims.iter().skip(1).product::<usize>();
-    w.clone()
-        .detach()
-        .reshape([t, n])
-        .powi_scalar(2)
-        .sum_dim(1)
-        .sqrt()
-        .reshape([t])
-}
-
 impl ConvAdapter for DoraAdapter {
     const NAME: &'static str = "dora";
     const COUNT: &'static str = "r·(c·K + t) + t";
@@ -83,11 +70,11 @@ impl ConvAdapter for DoraAdapter {
     }
 
     fn param_count(shape: &[usize], rank: usize) -> usize {
-        LoConAdapter::param_count(shape, rank).saturating_add(shape.first().copied().unwrap_or(0))
+        dora::param_count(shape, rank)
     }
 
     fn rank_limit(shape: &[usize]) -> usize {
-        LoConAdapter::rank_limit(shape)
+        dora::rank_limit(shape)
     }
 
     fn shape(&self) -> &[usize] {
@@ -158,13 +145,10 @@ impl Adapter for DoraAdapter {
     /// `m / ‖V‖` per output channel, as `[t, 1, 1..]`. A channel whose `V` is all zero keeps
     /// `m` as its factor (its output is 0 whatever the factor), not `m / 0`.
     fn channel_scale<const D: usize>(&self, adapted: &Tensor<D>) -> Option<Tensor<D>> {
-        let norms = row_norms(adapted).add_scalar(self.epsilon);
-        let zero = norms.clone().equal_elem(0.0);
-        let norms = norms.mask_fill(zero, 1.0);
-        let t = norms.dims()[0];
+        let scale = dora::channel_scale(self.magnitude.val(), row_norms(adapted), self.epsilon);
         let mut shape = vec![1usize; D];
-        shape[0] = t;
-        Some((self.magnitude.val() / norms).reshape(Shape::from(shape)))
+        shape[0] = scale.dims()[0];
+        Some(scale.reshape(Shape::from(shape)))
     }
 
     fn with_base<const D: usize>(self, base: &Tensor<D>) -> Self {

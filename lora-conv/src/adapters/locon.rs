@@ -7,9 +7,8 @@ use lora_core::init::{input_factor, zero_factor};
 use lora_core::{Adapter, AdapterSpec, Result};
 
 use crate::adapter::{BranchOp, ConvAdapter, ConvArgs, Inflater, OpKind};
-use crate::adapters::{matrix_rank_limit, product, weight_parts};
-use crate::functional::conv::{conv_nd, pointwise};
-use crate::functional::recompose;
+use crate::adapters::weight_parts;
+use crate::functional::locon;
 use crate::geometry::ConvGeometry;
 
 /// `ΔK[t, s, k..] = Σ_r up[t, r] · down[r, s, k..]`.
@@ -61,12 +60,11 @@ impl ConvAdapter for LoConAdapter {
     }
 
     fn param_count(shape: &[usize], rank: usize) -> usize {
-        let [t, rest @ ..] = shape else { return 0 };
-        rank.saturating_mul(product(rest).saturating_add(*t))
+        locon::param_count(shape, rank)
     }
 
     fn rank_limit(shape: &[usize]) -> usize {
-        matrix_rank_limit(shape)
+        locon::rank_limit(shape)
     }
 
     fn shape(&self) -> &[usize] {
@@ -74,13 +72,14 @@ impl ConvAdapter for LoConAdapter {
     }
 
     fn branch<const N: usize>(&self, x: Tensor<N>, conv: &ConvArgs) -> Option<Tensor<N>> {
-        let [r, _] = self.down.lazy_shape().dims();
-        let mut shape = vec![r];
-        shape.extend_from_slice(&self.shape[1..]);
-        let down = self.down.val().reshape::<N, _>(Shape::from(shape));
-        let hidden = conv_nd(x, down, conv.stride, conv.padding, conv.dilation, 1);
-        // Scaling the small up factor, not the branch output, saves a full-size pass.
-        Some(pointwise(hidden, self.up.val().mul_scalar(self.scale)))
+        Some(locon::branch(
+            x,
+            self.down.val(),
+            self.up.val(),
+            self.scale,
+            &self.shape[1..],
+            conv,
+        ))
     }
 
     /// The down kernel is inflated; `up` is kept.
@@ -139,7 +138,7 @@ impl Adapter for LoConAdapter {
     }
 
     fn delta_weight<const D: usize>(&self) -> Tensor<D> {
-        recompose::hf(self.down.val(), self.up.val(), self.scale)
+        locon::delta(self.down.val(), self.up.val(), self.scale)
             .reshape(Shape::from(self.shape.clone()))
     }
 

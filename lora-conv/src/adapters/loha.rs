@@ -7,7 +7,8 @@ use lora_core::init::{normal_factor, zero_factor};
 use lora_core::{Adapter, AdapterSpec, Result};
 
 use crate::adapter::{ConvAdapter, Inflater};
-use crate::adapters::{matrix_rank_limit, product, weight_parts};
+use crate::adapters::weight_parts;
+use crate::functional::loha;
 
 /// `ΔW = scale · (w1_a · w1_b) ⊙ (w2_a · w2_b)`, reshaped to `[t, c, k..]`.
 ///
@@ -66,13 +67,11 @@ impl ConvAdapter for LoHaAdapter {
     }
 
     fn param_count(shape: &[usize], rank: usize) -> usize {
-        let [t, rest @ ..] = shape else { return 0 };
-        rank.saturating_mul(2)
-            .saturating_mul(product(rest).saturating_add(*t))
+        loha::param_count(shape, rank)
     }
 
     fn rank_limit(shape: &[usize]) -> usize {
-        matrix_rank_limit(shape)
+        loha::rank_limit(shape)
     }
 
     fn shape(&self) -> &[usize] {
@@ -111,13 +110,14 @@ impl Adapter for LoHaAdapter {
     }
 
     fn delta_weight<const D: usize>(&self) -> Tensor<D> {
-        let first = self
-            .w1_a
-            .val()
-            .mul_scalar(self.scale)
-            .matmul(self.w1_b.val());
-        let second = self.w2_a.val().matmul(self.w2_b.val());
-        (first * second).reshape(Shape::from(self.shape.clone()))
+        loha::delta(
+            self.w1_a.val(),
+            self.w1_b.val(),
+            self.w2_a.val(),
+            self.w2_b.val(),
+            self.scale,
+        )
+        .reshape(Shape::from(self.shape.clone()))
     }
 
     fn trainable_params(&self) -> usize {

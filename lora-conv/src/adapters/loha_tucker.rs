@@ -7,8 +7,9 @@ use lora_core::init::{normal_factor, zero_factor};
 use lora_core::{Adapter, AdapterSpec, Result};
 
 use crate::adapter::{ConvAdapter, Inflater};
-use crate::adapters::{Tucker2Adapter, product, weight_parts};
-use crate::functional::recompose;
+use crate::adapters::{Tucker2Adapter, weight_parts};
+use crate::functional::loha_tucker;
+use crate::functional::shape::product;
 
 /// `ΔW = scale · T(t1; w1_a, w1_b) ⊙ T(t2; w2_a, w2_b)` with
 /// `T(t; a, b)[o, i, k..] = Σ_p Σ_q a[o, p] · t[p, q, k..] · b[q, i]`.
@@ -68,14 +69,11 @@ impl ConvAdapter for LoHaTuckerAdapter {
 
     /// Two Tucker-2 factors.
     fn param_count(shape: &[usize], rank: usize) -> usize {
-        Tucker2Adapter::param_count(shape, rank).saturating_mul(2)
+        loha_tucker::param_count(shape, rank)
     }
 
     fn rank_limit(shape: &[usize]) -> usize {
-        match shape {
-            [t, c, _, ..] => (*t).min(*c),
-            _ => 0,
-        }
+        loha_tucker::rank_limit(shape)
     }
 
     fn shape(&self) -> &[usize] {
@@ -114,9 +112,12 @@ impl Adapter for LoHaTuckerAdapter {
     }
 
     fn delta_weight<const D: usize>(&self) -> Tensor<D> {
-        let first = recompose::tucker2(self.w1_b.val(), self.t1.val(), self.w1_a.val(), self.scale);
-        let second = recompose::tucker2(self.w2_b.val(), self.t2.val(), self.w2_a.val(), 1.0);
-        (first * second).reshape(Shape::from(self.shape.clone()))
+        loha_tucker::delta(
+            [self.w1_a.val(), self.w1_b.val(), self.t1.val()],
+            [self.w2_a.val(), self.w2_b.val(), self.t2.val()],
+            self.scale,
+        )
+        .reshape(Shape::from(self.shape.clone()))
     }
 
     fn trainable_params(&self) -> usize {

@@ -7,7 +7,8 @@ use lora_core::init::{input_factor, zero_factor};
 use lora_core::{Adapter, AdapterSpec, LoraError, Result};
 
 use crate::adapter::{ConvAdapter, Inflater};
-use crate::adapters::{product, weight_parts};
+use crate::adapters::weight_parts;
+use crate::functional::lokr::{self, split};
 
 /// `ΔW = scale · w1 ⊗ w2`: with `w1 [a, c1]` and `w2 [b, c2, k..]`,
 /// `ΔW[i·b + j, p·c2 + q, k..] = scale · w1[i, p] · w2[j, q, k..]`, for a weight
@@ -40,21 +41,6 @@ pub struct LoKrAdapter {
     /// The adapted weight's shape `[t, c, k..]`.
     #[module(skip)]
     pub shape: Vec<usize>,
-}
-
-/// `n = m · (n / m)` with `m` the largest divisor of `n` not above `sqrt(n)` (LyCORIS's
-/// default `factorization(n, -1)`). Sizes above 2³² (no layer has that many channels) are not
-/// split: `(1, n)`, which keeps the search bounded.
-pub fn split(n: usize) -> (usize, usize) {
-    let root = n.isqrt();
-    if root > 1 << 16 {
-        return (1, n);
-    }
-    let m = (1..=root.max(1))
-        .rev()
-        .find(|m| n.is_multiple_of(*m))
-        .unwrap_or(1);
-    (m, n / m)
 }
 
 impl LoKrAdapter {
@@ -149,17 +135,11 @@ impl ConvAdapter for LoKrAdapter {
     }
 
     fn param_count(shape: &[usize], rank: usize) -> usize {
-        let [t, c, kernel @ ..] = shape else { return 0 };
-        let ((a, b), (c1, c2)) = (split(*t), split(*c));
-        a.saturating_mul(c1).saturating_add(
-            rank.saturating_mul(b.saturating_add(c2.saturating_mul(product(kernel)))),
-        )
+        lokr::param_count(shape, rank)
     }
 
     fn rank_limit(shape: &[usize]) -> usize {
-        let [t, c, kernel @ ..] = shape else { return 0 };
-        let (b, c2) = (split(*t).1, split(*c).1);
-        b.min(c2.saturating_mul(product(kernel)))
+        lokr::rank_limit(shape)
     }
 
     fn shape(&self) -> &[usize] {
@@ -208,20 +188,12 @@ impl Adapter for LoKrAdapter {
     }
 
     fn delta_weight<const D: usize>(&self) -> Tensor<D> {
-        let w1 = self.w1.val().mul_scalar(self.scale);
-        let [a, c1] = w1.dims();
         let w2 = self
             .w2_matrix()
-            .unwrap_or_else(|| Tensor::zeros([0, 0], &w1.device()));
-        let [b, c2k] = w2.dims();
-        // Kron on the matrices [a, c1] ⊗ [b, c2·K], then the columns (p, q, k) already follow
-        // the kernel's (c, k) order because the spatial axes are innermost in w2.
-        let (t, c) = (self.shape[0], self.shape[1]);
-        let c2 = c / c1.max(1);
-        let k = c2k / c2.max(1);
-        let kron = w1.reshape([a, 1, c1, 1, 1]) * w2.reshape([1, b, 1, c2, k]);
-        kron.reshape([t, c * k])
-            .reshape(Shape::from(self.shape.clone()))
+            .unwrap_or_else(|| Tensor::zeros([0, 0], &self.w1.lazy_device()));
+        // The spatial axes are innermost in w2, so the Kronecker product's columns already
+        // follow the kernel's (c, k..) order.
+        lokr::delta(self.w1.val(), w2, self.scale).reshape(Shape::from(self.shape.clone()))
     }
 
     fn trainable_params(&self) -> usize {

@@ -50,18 +50,3 @@ pub(crate) fn weight_parts(
         ))),
     }
 }
-
-/// `min(t, c·K)`: the largest rank of a `[t, c·K]` matrix, the cap of the types whose factors
-/// multiply out to the flattened kernel (LoCon, LoHa); 0 for fewer than two axes.
-pub(crate) fn matrix_rank_limit(shape: &[usize]) -> usize {
-    let [t, rest @ ..] = shape else { return 0 };
-    if rest.is_empty() {
-        return 0;
-    }
-    (*t).min(product(rest))
-}
-
-/// The product of `dims`, saturating.
-pub(crate) fn product(dims: &[usize]) -> usize {
-    dims.iter().fold(1usize, |acc, &x| acc.saturating_mul(x))
-}

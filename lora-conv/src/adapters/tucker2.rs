@@ -6,9 +6,9 @@ use lora_core::init::{input_factor, zero_factor};
 use lora_core::{Adapter, AdapterSpec, Result};
 
 use crate::adapter::{BranchOp, ConvAdapter, ConvArgs, Inflater, OpKind};
-use crate::adapters::{product, weight_parts};
-use crate::functional::conv::{conv_nd, pointwise};
-use crate::functional::recompose;
+use crate::adapters::weight_parts;
+use crate::functional::shape::product;
+use crate::functional::tucker2;
 use crate::geometry::ConvGeometry;
 
 /// `ΔK[t, s, k..] = Σ_p Σ_q up[t, p] · mid[p, q, k..] · down[q, s]`: a 1x1 down conv s/g -> r,
@@ -57,16 +57,11 @@ impl ConvAdapter for Tucker2Adapter {
     }
 
     fn param_count(shape: &[usize], rank: usize) -> usize {
-        let [t, c, kernel @ ..] = shape else { return 0 };
-        rank.saturating_mul(c.saturating_add(*t))
-            .saturating_add(rank.saturating_mul(rank).saturating_mul(product(kernel)))
+        tucker2::param_count(shape, rank)
     }
 
     fn rank_limit(shape: &[usize]) -> usize {
-        match shape {
-            [t, c, ..] => (*t).min(*c),
-            _ => 0,
-        }
+        tucker2::rank_limit(shape)
     }
 
     fn shape(&self) -> &[usize] {
@@ -74,15 +69,15 @@ impl ConvAdapter for Tucker2Adapter {
     }
 
     fn branch<const N: usize>(&self, x: Tensor<N>, conv: &ConvArgs) -> Option<Tensor<N>> {
-        let [r, _] = self.down.lazy_shape().dims();
-        let mut shape = vec![r, r];
-        shape.extend_from_slice(&self.shape[2..]);
-        let mid = self.mid.val().reshape::<N, _>(Shape::from(shape));
-        // Zero padding commutes with the bias-free 1x1 down conv, so the mid conv pads.
-        let hidden = pointwise(x, self.down.val());
-        let hidden = conv_nd(hidden, mid, conv.stride, conv.padding, conv.dilation, 1);
-        // Scaling the small up factor, not the branch output, saves a full-size pass.
-        Some(pointwise(hidden, self.up.val().mul_scalar(self.scale)))
+        Some(tucker2::branch(
+            x,
+            self.down.val(),
+            self.mid.val(),
+            self.up.val(),
+            self.scale,
+            &self.shape[2..],
+            conv,
+        ))
     }
 
     /// The mid kernel is inflated; `down` and `up` are kept.
@@ -144,7 +139,7 @@ impl Adapter for Tucker2Adapter {
     }
 
     fn delta_weight<const D: usize>(&self) -> Tensor<D> {
-        recompose::tucker2(self.down.val(), self.mid.val(), self.up.val(), self.scale)
+        tucker2::delta(self.down.val(), self.mid.val(), self.up.val(), self.scale)
             .reshape(Shape::from(self.shape.clone()))
     }
 

@@ -5,6 +5,17 @@ use burn::tensor::Tensor;
 use burn::tensor::module::{conv1d, conv2d, conv3d};
 use burn::tensor::ops::ConvOptions;
 
+/// The base convolution's arguments a bypass branch runs with (groups = 1).
+#[derive(Debug, Clone, Copy)]
+pub struct ConvArgs<'a> {
+    /// Stride per spatial axis.
+    pub stride: &'a [usize],
+    /// Resolved padding (before, after) per spatial axis.
+    pub padding: &'a [(usize, usize)],
+    /// Dilation per spatial axis.
+    pub dilation: &'a [usize],
+}
+
 /// Convolution of `x [B, C_in, ..d]` with `weight [C_out, C_in/groups, k..d]`, no bias.
 ///
 /// # Panics

@@ -1,7 +1,7 @@
 //! CP (canonical polyadic, Lebedev et al. 2014): one factor per mode of the kernel. No peer
 //! library has a file layout for it, so only the native format holds it.
 
-use lora_conv::functional::recompose;
+use lora_conv::functional::cp;
 
 use super::{Algorithm, Delta, Factors, Site};
 use crate::error::Result;
@@ -57,7 +57,7 @@ impl Algorithm for Cp {
             spatial.push(f.matrix(f.shape[0]));
         }
         Ok(Delta {
-            matrix: recompose::cp(up.matrix(up.shape[0]), down.matrix(r), &spatial, 1.0),
+            matrix: cp::delta(up.matrix(up.shape[0]), down.matrix(r), &spatial, 1.0),
             shape: Some(shape),
         })
     }

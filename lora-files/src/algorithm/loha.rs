@@ -1,12 +1,15 @@
 //! LoHa (LyCORIS, Hyeon-Woo et al. 2022): the Hadamard product of two low-rank products,
 //! `ΔW = (w1_a · w1_b) ⊙ (w2_a · w2_b)`, or with Tucker cores for conv kernels,
 //! `ΔW = T(t1; w1_a, w1_b) ⊙ T(t2; w2_a, w2_b)` where
-//! `T(t; a, b)[o, i, k] = Σ_p Σ_q a[p, o] · t[p, q, k] · b[q, i]`.
+//! `T(t; a, b)[o, i, k] = Σ_p Σ_q a[p, o] · t[p, q, k] · b[q, i]`. The maths is
+//! [`lora_conv::functional::loha`]'s and [`lora_conv::functional::loha_tucker`]'s; this file
+//! reads and checks the factors.
 //!
 //! LyCORIS 4.1.3's `get_merged_weight` for LoHa multiplies by the scale twice; its forward
 //! (and the maths) uses it once. The merge here uses it once.
 
-use lora_conv::functional::recompose;
+use burn::tensor::Tensor;
+use lora_conv::functional::{loha, loha_tucker};
 
 use super::{Algorithm, Delta, Factors, Site, exactly};
 use crate::error::Result;
@@ -26,14 +29,20 @@ const TUCKER: [&str; 6] = [
     "hada_t2",
 ];
 
+/// One of the two Hadamard factors, read and checked: `a [out, r]`, `b [r, in·K]` (plain) or
+/// `[r, in]` (with a core), the core `[r, r·K]`, the product's `[out, in·K]`, and its full
+/// shape when a core fixes it.
+struct Side {
+    a: Tensor<2>,
+    b: Tensor<2>,
+    core: Option<Tensor<2>>,
+    dims: [usize; 2],
+    shape: Option<Vec<usize>>,
+}
+
 impl LoHa {
-    /// One of the two products, `[out, in·K]`, and its full shape when a Tucker core fixes it.
-    fn product(
-        site: Site<'_>,
-        factors: &Factors,
-        which: usize,
-        r: usize,
-    ) -> Result<(burn::tensor::Tensor<2>, Option<Vec<usize>>)> {
+    /// One of the two factors (`which` is 1 or 2), its shapes checked against rank `r`.
+    fn side(site: Site<'_>, factors: &Factors, which: usize, r: usize) -> Result<Side> {
         let a_name = format!("hada_w{which}_a");
         let b_name = format!("hada_w{which}_b");
         let a = site.factor(factors, &a_name)?;
@@ -47,7 +56,13 @@ impl LoHa {
                 if b.shape.len() != 2 || b.shape[0] != r {
                     return Err(site.shape_error(&b_name, format!("[{r}, in·K]"), &b.shape));
                 }
-                Ok((a.matrix(a.shape[0]).matmul(b.matrix(r)), None))
+                Ok(Side {
+                    a: a.matrix(a.shape[0]),
+                    b: b.matrix(r),
+                    core: None,
+                    dims: [a.shape[0], b.shape[1]],
+                    shape: None,
+                })
             }
             Some(t) => {
                 if a.shape.len() != 2 || a.shape[0] != r {
@@ -61,8 +76,14 @@ impl LoHa {
                 }
                 let mut shape = vec![a.shape[1], b.shape[1]];
                 shape.extend_from_slice(&t.shape[2..]);
-                let m = recompose::tucker2(b.matrix(r), t.matrix(r), a.matrix(r).transpose(), 1.0);
-                Ok((m, Some(shape)))
+                let k: usize = t.shape[2..].iter().product();
+                Ok(Side {
+                    a: a.matrix(r).transpose(),
+                    b: b.matrix(r),
+                    core: Some(t.matrix(r)),
+                    dims: [a.shape[1], b.shape[1] * k],
+                    shape: Some(shape),
+                })
             }
         }
     }
@@ -87,22 +108,33 @@ impl Algorithm for LoHa {
 
     fn delta(&self, site: Site<'_>, factors: &Factors) -> Result<Delta> {
         let r = self.rank(site, factors)?;
-        let (p1, s1) = Self::product(site, factors, 1, r)?;
-        let (p2, s2) = Self::product(site, factors, 2, r)?;
-        if p1.dims() != p2.dims() || s1 != s2 {
+        let first = Self::side(site, factors, 1, r)?;
+        let second = Self::side(site, factors, 2, r)?;
+        let first_dims = first.dims;
+        let mismatch = || {
             let actual = factors
                 .get("hada_w2_a")
                 .map(|f| f.shape.clone())
                 .unwrap_or_default();
-            return Err(site.shape_error(
+            site.shape_error(
                 "hada_w2_a",
-                format!("a second product of the first one's shape {:?}", p1.dims()),
+                format!("a second product of the first one's shape {first_dims:?}"),
                 &actual,
-            ));
+            )
+        };
+        if first.dims != second.dims || first.shape != second.shape {
+            return Err(mismatch());
         }
+        let matrix = match (first.core, second.core) {
+            (None, None) => loha::delta(first.a, first.b, second.a, second.b, 1.0),
+            (Some(t1), Some(t2)) => {
+                loha_tucker::delta([first.a, first.b, t1], [second.a, second.b, t2], 1.0)
+            }
+            _ => return Err(mismatch()),
+        };
         Ok(Delta {
-            matrix: p1 * p2,
-            shape: s1,
+            matrix,
+            shape: first.shape,
         })
     }
 }

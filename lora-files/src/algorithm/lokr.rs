@@ -6,7 +6,7 @@
 //! When both sides are full matrices LyCORIS uses scale 1 whatever `alpha` says.
 
 use burn::tensor::Tensor;
-use lora_conv::functional::recompose;
+use lora_conv::functional::{lokr, tucker2};
 
 use super::{Algorithm, Delta, Factors, Site};
 use crate::error::Result;
@@ -59,7 +59,7 @@ impl LoKr {
             }
             let mut shape = vec![a.shape[1], b.shape[1]];
             shape.extend_from_slice(&t.shape[2..]);
-            let m = recompose::tucker2(b.matrix(r), t.matrix(r), a.matrix(r).transpose(), 1.0);
+            let m = tucker2::delta(b.matrix(r), t.matrix(r), a.matrix(r).transpose(), 1.0);
             return Ok((m, Some(shape)));
         }
         if a.shape.len() != 2 || b.shape.len() != 2 || a.shape[1] != b.shape[0] {
@@ -125,11 +125,7 @@ impl Algorithm for LoKr {
         let w1 = Self::w1(site, factors)?;
         let (w2, w2_shape) = Self::w2(site, factors)?;
         let [a, c] = w1.dims();
-        let [b, dk] = w2.dims();
-        // Outer product over the two factor pairs, then the row-major reshape that a Kronecker
-        // product of [a, c] and [b, d·K] is.
-        let matrix =
-            (w1.reshape([a, 1, c, 1]) * w2.reshape([1, b, 1, dk])).reshape([a * b, c * dk]);
+        let matrix = lokr::kron(w1, w2);
         let shape = w2_shape.map(|s| {
             let mut full = vec![a * s[0], c * s[1]];
             full.extend_from_slice(&s[2..]);

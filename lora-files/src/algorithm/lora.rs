@@ -1,7 +1,7 @@
 //! LoRA / LoCon: `ΔW = up · down`, with `down` the kxk (or linear) down projection and `up` a
 //! pointwise up projection. PEFT's `lora_A`/`lora_B` are the same factors under other names.
 
-use lora_conv::functional::recompose;
+use lora_conv::functional::locon;
 
 use super::{Algorithm, Delta, Factors, Site, exactly, pointwise};
 use crate::error::Result;
@@ -44,7 +44,7 @@ impl Algorithm for LoCon {
         let mut shape = vec![t];
         shape.extend_from_slice(&down.shape[1..]);
         Ok(Delta {
-            matrix: recompose::hf(down.matrix(r), up.matrix(t), 1.0),
+            matrix: locon::delta(down.matrix(r), up.matrix(t), 1.0),
             shape: Some(shape),
         })
     }

@@ -1,7 +1,7 @@
 //! Tucker-2 (LyCORIS LoCon with `use_tucker`): `ΔW[t, s, k] = Σ up[t, p] · mid[p, q, k] ·
 //! down[q, s]`, a pointwise down projection, a kxk core and a pointwise up projection.
 
-use lora_conv::functional::recompose;
+use lora_conv::functional::tucker2;
 
 use super::{Algorithm, Delta, Factors, Site, exactly, pointwise};
 use crate::error::Result;
@@ -46,7 +46,7 @@ impl Algorithm for Tucker2 {
         let mut shape = vec![t, c];
         shape.extend_from_slice(&mid.shape[2..]);
         Ok(Delta {
-            matrix: recompose::tucker2(
+            matrix: tucker2::delta(
                 factors[DOWN].matrix(r),
                 mid.matrix(r),
                 factors[UP].matrix(t),

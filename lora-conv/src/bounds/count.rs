@@ -23,7 +23,7 @@ pub fn full_count(geometry: &ConvGeometry) -> usize {
 /// [`crate::ConvAdapter::param_count`] on the kernel shape).
 ///
 /// Saturates at `usize::MAX` instead of overflowing, so it stays non-decreasing in `rank` (what
-/// the rank searches of [`super::bounds`] rely on) for any input.
+/// the rank searches of [`super`] rely on) for any input.
 pub fn param_count(variant: ConvVariant, geometry: &ConvGeometry, rank: usize) -> usize {
     variant.param_count(&geometry.weight_shape(), rank)
 }

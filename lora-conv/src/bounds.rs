@@ -1,7 +1,8 @@
 //! Rank bounds: up to which rank is a variant smaller than the full kernel, and Tucker-2
 //! smaller than HF?
 //!
-//! Ground truth is an exact integer search over the parameter counts of [`super::count`]. The
+//! Ground truth is an exact integer search over the parameter counts of [`param_count`] (each
+//! type's own, through its [`ConvVariant`]). The
 //! design document's closed forms (for groups = 1, `K = k^d`) are given beside it:
 //! - HF < full      ⟺ `r < t·s·K / (s·K + t)`
 //! - Tucker-2 < full ⟺ `r < (−(t+s)/K + sqrt((t+s)²/K² + 4·s·t)) / 2`
@@ -15,7 +16,10 @@
 //! For `t = s` and a 3x3 kernel they give the document's worked example: HF pays off below
 //! `0.9·s`, Tucker-2 below `0.89·s`, and Tucker-2 beats HF below `0.88·s`.
 
-use crate::functional::count::{full_count, param_count};
+mod count;
+
+pub use count::{full_count, param_count};
+
 use crate::geometry::ConvGeometry;
 use crate::variant::ConvVariant;
 
