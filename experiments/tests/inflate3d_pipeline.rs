@@ -347,6 +347,23 @@ fn cross_template_labels_each_brain_alike() {
     assert!(report.contains("minus position-1nn"), "{report}");
 }
 
+/// `--test-brain icbm152 --label lobe`: the AAL lobes on both brains; the intensity
+/// procedure labels nothing, so no agreement is reported for it.
+#[test]
+fn cross_template_lobes_report_no_labelling_agreement() {
+    let data = root().join("data");
+    let out = root().join("cross-lobes");
+    let mut args = TINY.to_vec();
+    args.extend(["--test-brain", "icbm152", "--label", "lobe"]);
+    ok(inflate3d(&args, &data, &out).output().unwrap());
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["task"], "brain-lobes");
+    assert_eq!(config["labelling"], serde_json::json!([]));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(!report.contains("The labelling procedure against a reference"), "{report}");
+}
+
 /// Each bad input: a clear message, a non-zero exit, no panic, and no training (no records).
 #[test]
 fn bad_input_is_refused_before_training() {

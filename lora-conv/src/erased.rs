@@ -1,4 +1,4 @@
-//! The type-erasure plumbing of [`AnyAdapter`](crate::AnyAdapter): [`Erased`], what the
+//! The type-erasure plumbing of [`AnyAdapter`](crate::AnyAdapter): `Erased`, what the
 //! carrier needs from the adapter it boxes, object-safe, implemented for every
 //! [`ConvAdapter`]. Generic methods (`delta_weight::<D>`, `branch::<N>`, burn's module
 //! traversal) are monomorphised here for the ranks a carrier meets (2 to 5), and burn's visitor

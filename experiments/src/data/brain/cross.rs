@@ -123,13 +123,19 @@ pub fn load(data_dir: &Path, config: &PatchConfig) -> Result<BrainSplit> {
         .iter()
         .map(|&c| segment_at(&test_brain, c, config, test.thresholds))
         .collect();
-    let labelling = vec![tissue::agreement(
-        "ICBM152: the intensity procedure against the template's grey/white-matter maps",
-        &test_reference,
-        &test_segments,
-        3,
-        test.thresholds,
-    )];
+    // The intensity procedure's agreement, when it is what labels the patches (the lobe label
+    // reads the atlas instead).
+    let labelling = if config.label == BrainLabel::Segment {
+        vec![tissue::agreement(
+            "ICBM152: the intensity procedure against the template's grey/white-matter maps",
+            &test_reference,
+            &test_segments,
+            3,
+            test.thresholds,
+        )]
+    } else {
+        Vec::new()
+    };
     Ok(BrainSplit {
         train: train.images,
         test: test.images,
