@@ -361,7 +361,10 @@ fn cross_template_lobes_report_no_labelling_agreement() {
     assert_eq!(config["task"], "brain-lobes");
     assert_eq!(config["labelling"], serde_json::json!([]));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(!report.contains("The labelling procedure against a reference"), "{report}");
+    assert!(
+        !report.contains("The labelling procedure against a reference"),
+        "{report}"
+    );
 }
 
 /// Each bad input: a clear message, a non-zero exit, no panic, and no training (no records).
