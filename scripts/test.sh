@@ -24,4 +24,11 @@ fi
 # The backbone's exactness test reads the fetched face-api weights (and fails, not skips, without
 # them); fetching is idempotent and takes seconds once the data is there.
 ./scripts/fetch-data.sh "${LORA_DATA:-data}"
+# Without XDG_RUNTIME_DIR, libwayland prints a warning each time Mesa probes for a display while
+# the wgpu tests enumerate adapters; an empty private dir silences it (the binaries do the same,
+# experiments::cli::quiet_headless_wgpu).
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  export XDG_RUNTIME_DIR="${TMPDIR:-/tmp}/lora-xdg-runtime"
+  mkdir -p -m 700 "$XDG_RUNTIME_DIR"
+fi
 cargo test --workspace --features lora-core/wgpu "$@"
