@@ -203,6 +203,11 @@ fn ok(output: Output) -> Output {
     output
 }
 
+/// The `config.json` of an output dir.
+fn config(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap()
+}
+
 fn ids(dir: &Path) -> BTreeSet<String> {
     read_runs(&dir.join("runs.jsonl"))
         .unwrap()
@@ -286,8 +291,7 @@ fn tissue_label_runs_with_three_classes() {
             assert_eq!(confusion.len(), 3, "{}", r.id);
         }
     }
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config = config(&out);
     assert_eq!(
         config["classes"],
         serde_json::json!(["dark", "mid", "bright"])
@@ -319,8 +323,7 @@ fn cross_template_labels_each_brain_alike() {
     for r in &records {
         assert_eq!(r.task, "brain-segment", "{}", r.id);
     }
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config = config(&out);
     assert_eq!(
         config["classes"],
         serde_json::json!(["csf", "grey", "white"])
@@ -356,8 +359,7 @@ fn cross_template_lobes_report_no_labelling_agreement() {
     let mut args = TINY.to_vec();
     args.extend(["--test-brain", "icbm152", "--label", "lobe"]);
     ok(inflate3d(&args, &data, &out).output().unwrap());
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config = config(&out);
     assert_eq!(config["task"], "brain-lobes");
     assert_eq!(config["labelling"], serde_json::json!([]));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();

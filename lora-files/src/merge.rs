@@ -127,13 +127,7 @@ pub fn merge(
         if let Some(index) = merged.iter().position(|v| !v.is_finite()) {
             return Err(FileError::NonFiniteMerge { key, index });
         }
-        let rounded = Stored::from_f32_as(shape, &merged, stored.dtype);
-        if let Some(index) = rounded
-            .to_f32()
-            .and_then(|v| v.iter().position(|x| !x.is_finite()))
-        {
-            return Err(FileError::NonFiniteMerge { key, index });
-        }
+        let rounded = rounded_finite(&key, shape, &merged, stored.dtype)?;
         out.tensors.insert(key, rounded);
     }
     for (key, replacement) in &adapter.replacements {
@@ -143,13 +137,14 @@ pub fn merge(
             why: format!("{} replaces it (modules_to_save)", adapter.source),
         })?;
         if stored.shape != replacement.shape {
-            return Err(FileError::BaseMismatch {
-                base: base_file.to_string(),
-                key: key.clone(),
-                found: format!("has shape {:?}", stored.shape),
-                adapter: format!("`{key}` in {}", adapter.source),
-                expected: format!("shape {:?} (a whole-tensor replacement)", replacement.shape),
-            });
+            return Err(shape_mismatch(
+                base_file,
+                key,
+                &stored.shape,
+                &adapter.source,
+                &replacement.shape,
+                "a whole-tensor replacement",
+            ));
         }
         let value = match (replacement.to_f32(), stored.is_float()) {
             (Some(v), true) => Stored::from_f32_as(stored.shape.clone(), &v, stored.dtype),
@@ -159,20 +154,49 @@ pub fn merge(
     }
     for (key, diff) in &adapter.diffs {
         let (shape, values) = added(base, base_file, adapter, key, diff, multiplier)?;
-        let stored = &base.tensors[key];
-        let rounded = Stored::from_f32_as(shape, &values, stored.dtype);
-        if let Some(index) = rounded
-            .to_f32()
-            .and_then(|v| v.iter().position(|x| !x.is_finite()))
-        {
-            return Err(FileError::NonFiniteMerge {
-                key: key.clone(),
-                index,
-            });
-        }
+        let rounded = rounded_finite(key, shape, &values, base.tensors[key].dtype)?;
         out.tensors.insert(key.clone(), rounded);
     }
     Ok(out)
+}
+
+/// `values` stored in `dtype`, refused when rounding to it makes a value non-finite (an f32
+/// merge that overflows f16 or bf16).
+fn rounded_finite(
+    key: &str,
+    shape: Vec<usize>,
+    values: &[f32],
+    dtype: safetensors::Dtype,
+) -> Result<Stored> {
+    let rounded = Stored::from_f32_as(shape, values, dtype);
+    if let Some(index) = rounded
+        .to_f32()
+        .and_then(|v| v.iter().position(|x| !x.is_finite()))
+    {
+        return Err(FileError::NonFiniteMerge {
+            key: key.to_string(),
+            index,
+        });
+    }
+    Ok(rounded)
+}
+
+/// The base entry `key` has `found_shape` where the adapter's `what` needs `expected_shape`.
+fn shape_mismatch(
+    base_file: &str,
+    key: &str,
+    found_shape: &[usize],
+    source: &str,
+    expected_shape: &[usize],
+    what: &str,
+) -> FileError {
+    FileError::BaseMismatch {
+        base: base_file.to_string(),
+        key: key.to_string(),
+        found: format!("has shape {found_shape:?}"),
+        adapter: format!("`{key}` in {source}"),
+        expected: format!("shape {expected_shape:?} ({what})"),
+    }
 }
 
 /// `base[key] + multiplier·diff` in f32, checked.
@@ -195,13 +219,14 @@ fn added(
             expected: format!("shape {:?} (a whole-tensor difference)", diff.shape),
         })?;
     if stored.shape != diff.shape {
-        return Err(FileError::BaseMismatch {
-            base: base_file.to_string(),
-            key: key.to_string(),
-            found: format!("has shape {:?}", stored.shape),
-            adapter: format!("`{key}` in {}", adapter.source),
-            expected: format!("shape {:?} (a whole-tensor difference)", diff.shape),
-        });
+        return Err(shape_mismatch(
+            base_file,
+            key,
+            &stored.shape,
+            &adapter.source,
+            &diff.shape,
+            "a whole-tensor difference",
+        ));
     }
     let (shape, w) = base.f32(base_file, key, "a difference is added to it")?;
     let d = diff.to_f32().ok_or_else(|| FileError::Dtype {
@@ -283,13 +308,14 @@ pub fn replacements_to_diffs(
             actual: format!("{:?}", replacement.dtype),
         })?;
         if replacement.shape != shape {
-            return Err(FileError::BaseMismatch {
-                base: base_file.to_string(),
-                key: key.clone(),
-                found: format!("has shape {shape:?}"),
-                adapter: format!("`{key}` in {}", adapter.source),
-                expected: format!("shape {:?} (a whole-tensor replacement)", replacement.shape),
-            });
+            return Err(shape_mismatch(
+                base_file,
+                key,
+                &shape,
+                &adapter.source,
+                &replacement.shape,
+                "a whole-tensor replacement",
+            ));
         }
         let d: Vec<f32> = r.iter().zip(&b).map(|(r, b)| r - b).collect();
         diffs.insert(key.clone(), Stored::from_f32(shape, &d));

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::grid::{block_average, resample_onto};
-use super::tissue;
+use super::tissue::{self, Agreement};
 use super::{BrainLabel, BrainSplit, MeanStd, PatchConfig, check_orientation, read_lobes};
 use crate::data::nifti::{Volume, read_volume};
 use crate::data::{Images, Result, format_error, require};
@@ -64,7 +64,6 @@ pub fn load(data_dir: &Path, config: &PatchConfig) -> Result<BrainSplit> {
         resample_onto(&v, path, colin.dims, colin.affine)
     };
     let icbm = on_colin(&t1_path)?;
-    let (gm, wm) = (on_colin(&gm_path)?, on_colin(&wm_path)?);
     let lobes = match config.label {
         BrainLabel::Lobe => {
             let atlas_path = require(data_dir, dir.join("aal.nii.gz"))?;
@@ -89,50 +88,15 @@ pub fn load(data_dir: &Path, config: &PatchConfig) -> Result<BrainSplit> {
         dims: [v.dims[0] / f, v.dims[1] / f, v.dims[2] / f],
     };
     let (train_brain, test_brain) = (small(&colin), small(&icbm));
-    // Probabilities: the maps are scaled so that grey + white peaks at 1.
-    let (gm_small, wm_small) = (block_average(&gm, f), block_average(&wm, f));
-    let peak = gm_small
-        .iter()
-        .zip(&wm_small)
-        .map(|(g, w)| g + w)
-        .fold(0.0f32, f32::max)
-        .max(f32::MIN_POSITIVE);
-    let reference: Vec<usize> = gm_small
-        .iter()
-        .zip(&wm_small)
-        .map(|(g, w)| tissue::reference_class(g / peak, w / peak))
-        .collect();
-
     let stride = config.stride.max(1);
     let labeller = Labeller::new(config, lobes.as_ref().map(|(a, l)| (a, l)), f);
     let train = cut(&train_brain, &colin, config, 0, &labeller, &colin_path)?;
     let test = cut(&test_brain, &colin, config, stride / 2, &labeller, &t1_path)?;
-    let test_reference: Vec<usize> = test
-        .grid_centres
-        .iter()
-        .map(|&c| {
-            tissue::majority(
-                central(&test_brain.dims, c, config)
-                    .into_iter()
-                    .map(|i| reference[i]),
-            )
-        })
-        .collect();
-    let test_segments: Vec<usize> = test
-        .grid_centres
-        .iter()
-        .map(|&c| segment_at(&test_brain, c, config, test.thresholds))
-        .collect();
-    // The intensity procedure's agreement, when it is what labels the patches (the lobe label
-    // reads the atlas instead).
+    // The intensity procedure's agreement with ICBM152's maps, when it is what labels the
+    // patches (the lobe label reads the atlas instead).
     let labelling = if config.label == BrainLabel::Segment {
-        vec![tissue::agreement(
-            "ICBM152: the intensity procedure against the template's grey/white-matter maps",
-            &test_reference,
-            &test_segments,
-            3,
-            test.thresholds,
-        )]
+        let maps = [on_colin(&gm_path)?, on_colin(&wm_path)?];
+        vec![agreement_with_maps(&test_brain, &test, &maps, config)]
     } else {
         Vec::new()
     };
@@ -144,6 +108,43 @@ pub fn load(data_dir: &Path, config: &PatchConfig) -> Result<BrainSplit> {
         test_centres: test.world_centres,
         labelling,
     })
+}
+
+/// How the test patches' `segment` labels agree with the classes of ICBM152's grey- and
+/// white-matter `maps` (on the common grid) over the same central voxels.
+fn agreement_with_maps(
+    brain: &Brain,
+    test: &Cut,
+    maps: &[Volume; 2],
+    config: &PatchConfig,
+) -> Agreement {
+    let f = config.factor.max(1);
+    let [gm, wm] = maps.each_ref().map(|m| block_average(m, f));
+    // Probabilities: the maps are scaled so that grey + white peaks at 1.
+    let peak = gm
+        .iter()
+        .zip(&wm)
+        .map(|(g, w)| g + w)
+        .fold(0.0f32, f32::max)
+        .max(f32::MIN_POSITIVE);
+    let reference: Vec<usize> = test
+        .grid_centres
+        .iter()
+        .map(|&c| {
+            tissue::majority(
+                central(&brain.dims, c, config)
+                    .into_iter()
+                    .map(|i| tissue::reference_class(gm[i] / peak, wm[i] / peak)),
+            )
+        })
+        .collect();
+    tissue::agreement(
+        "ICBM152: the intensity procedure against the template's grey/white-matter maps",
+        &reference,
+        &test.images.labels,
+        3,
+        test.thresholds,
+    )
 }
 
 /// How a patch centre is labelled.
