@@ -24,6 +24,7 @@ struct Case {
     kernel: [usize; 2],
     stride: [usize; 2],
     padding: [(usize, usize); 2],
+    dilation: [usize; 2],
 }
 
 fn cases() -> Vec<Case> {
@@ -51,6 +52,7 @@ fn cases() -> Vec<Case> {
                     kernel: [k, k],
                     stride: [s, s],
                     padding: [(p, p), (p, p)],
+                    dilation: [1, 1],
                 });
             }
         }
@@ -64,6 +66,7 @@ fn cases() -> Vec<Case> {
         kernel: [3, 5],
         stride: [2, 1],
         padding: [(1, 0), (2, 1)],
+        dilation: [1, 1],
     });
     v.push(Case {
         batch: 1,
@@ -73,6 +76,32 @@ fn cases() -> Vec<Case> {
         kernel: [2, 2],
         stride: [1, 1],
         padding: [(0, 1), (1, 0)],
+        dilation: [1, 1],
+    });
+    // Dilated stride-1 convs (the shifted weight gradient steps its taps by the dilation).
+    for (dilation, padding) in [([2, 2], [(2, 2), (2, 2)]), ([1, 3], [(0, 1), (3, 2)])] {
+        v.push(Case {
+            batch: 2,
+            cin: 3,
+            cout: 5,
+            size: [11, 12],
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding,
+            dilation,
+        });
+    }
+    // A batch long enough (4·66·66 grid positions) that the shifted weight gradient splits its
+    // long axis into chunks.
+    v.push(Case {
+        batch: 4,
+        cin: 3,
+        cout: 6,
+        size: [64, 64],
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [(1, 1), (1, 1)],
+        dilation: [1, 1],
     });
     v
 }
@@ -107,7 +136,7 @@ fn run(
     let x = det([case.batch, case.cin, h, w], seed, device).require_grad();
     let wt = det([case.cout, case.cin, kh, kw], seed + 1000, device).require_grad();
     let b = det([case.cout], seed + 2000, device).require_grad();
-    let options = ConvOptions::new_with_padding(case.stride, case.padding, [1, 1], 1);
+    let options = ConvOptions::new_with_padding(case.stride, case.padding, case.dilation, 1);
     let y = f(x.clone(), wt.clone(), Some(b.clone()), options);
     let cot = det(y.dims(), seed + 3000, device);
     let grads = (y.clone() * cot).sum().backward();
@@ -131,8 +160,8 @@ fn matches_burn_conv2d_on_a_grid() {
             .zip(ours.into_iter().zip(reference))
         {
             let what = format!(
-                "case {i} ({name}): k {:?} s {:?} p {:?} size {:?}",
-                case.kernel, case.stride, case.padding, case.size
+                "case {i} ({name}): k {:?} s {:?} p {:?} d {:?} size {:?}",
+                case.kernel, case.stride, case.padding, case.dilation, case.size
             );
             assert_close(a, b, TOL, &what);
         }

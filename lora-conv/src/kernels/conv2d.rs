@@ -3,22 +3,27 @@
 //!
 //! burn 0.22's flex backend runs a conv's forward as tiled im2col + gemm and overrides neither
 //! backward op: the weight gradient goes through burn-backend's default, a conv with the batch and
-//! channel axes swapped and the output gradient as its kernel. For convs with at least
-//! [`WIDE`] output channels, [`conv2d`] computes it as one matmul instead:
-//! `dW[o, (c,i,j)] = Σ_(b,y,x) dY[o, (b,y,x)] · cols[(c,i,j), (b,y,x)]`, where `cols` is the
-//! im2col matrix of the padded input, built from flex's zero-copy `unfold` views with one copy.
+//! channel axes swapped and the output gradient as its kernel. [`conv2d`] computes it instead as
+//! - for a stride-1 conv with one group (any kernel, padding or dilation): one small matmul per
+//!   kernel tap over shifted views of the padded input, with no im2col matrix
+//!   ([`super::shifted`]);
+//! - for a strided conv with at least [`WIDE`] output channels, one group and no dilation: one
+//!   matmul, `dW[o, (c,i,j)] = Σ_(b,y,x) dY[o, (b,y,x)] · cols[(c,i,j), (b,y,x)]`, where `cols`
+//!   is the im2col matrix of the padded input, built from flex's zero-copy `unfold` views with
+//!   one copy.
 //!
-//! Measured forward + weight gradient on an Intel Xeon (AVX-512, AMX; 2 threads, batch 32,
-//! 3x3, 2026-12-03): 1.2-1.3x faster than burn's at 64, 128 and 256 channels, 0.85x at 32
-//! (so narrower convs keep burn's). A stride-1 input gradient written as a forward conv of the
-//! flipped kernel ran at burn's speed, and a stride-2 one, through a zero-dilated output
-//! gradient, 4x slower, so the input gradient stays burn's. `benches/benches/conv.rs` has the
-//! comparison.
+//! Measured weight gradients alone on an Intel Xeon (AVX-512, AMX; 2 threads, batch 64, 3x3,
+//! padding 1, 2026-12-03), shifted against burn's: 13 against 26 ms at 32 channels and 28 px,
+//! 10 against 17 ms at 64 channels and 14 px, 5 against 6 ms at 64->128 and 7 px. The im2col
+//! matmul: 1.2-1.3x faster than burn's at 64-256 channels, 0.85x at 32 (so narrower strided
+//! convs keep burn's). A stride-1 input gradient written as a forward conv of the flipped
+//! kernel, or as shifted matmuls like the weight gradient, ran at burn's speed, and a stride-2
+//! one, through a zero-dilated output gradient, 4x slower, so the input gradient stays burn's.
+//! `benches/benches/conv.rs` has the comparison.
 //!
 //! The forward, the input gradient, and everything this does not handle (another backend, no
-//! autodiff, groups, dilation, a dtype other than f32) are burn's own ops. The weight gradient is
-//! an exact rewriting of the convolution's adjoint, tested against burn's on a grid of
-//! geometries.
+//! autodiff, groups, a dtype other than f32) are burn's own ops. Both weight gradients are exact
+//! rewritings of the convolution's adjoint, tested against burn's on a grid of geometries.
 
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
@@ -37,6 +42,8 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Device, Tensor, module};
+
+use super::shifted;
 
 /// `conv2d(x, weight, bias, options)`, with this module's weight gradient on an autodiff flex
 /// device for the convs it handles (see the module docs) and burn's op everywhere else. Same shapes and result as
@@ -95,10 +102,12 @@ pub fn forward(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// burn's, which was faster there).
 pub const WIDE: usize = 64;
 
-/// Whether the geometry is one this module's weight gradient handles: at least [`WIDE`] output
-/// channels, one group, no dilation.
+/// Whether the geometry is one this module's weight gradient handles: a stride-1 conv with one
+/// group ([`shifted`]), or at least [`WIDE`] output channels, one group and no dilation (the
+/// im2col matmul).
 fn handled(weight: &[usize; 4], options: &ConvOptions<2>) -> bool {
-    weight[0] >= WIDE && options.groups == 1 && options.dilation == [1, 1]
+    shifted::handles(options)
+        || (weight[0] >= WIDE && options.groups == 1 && options.dilation == [1, 1])
 }
 
 fn traced<C: CheckpointStrategy>(
@@ -146,11 +155,15 @@ impl Backward<Flex, 2> for Conv2dBackward {
             grads.register::<Flex>(node.id, dx);
         }
         if let Some(node) = node_w {
-            let [o, ..] = w.shape().dims::<4>();
-            let dw = if o >= WIDE {
-                primitive(weight_grad(plain(x), plain(dy), w.shape().dims(), &options))
-            } else {
-                <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, w, dy, options)
+            let w_dims = w.shape().dims::<4>();
+            let shifted =
+                shifted::weight_grad(plain(x.clone()), plain(dy.clone()), w_dims, &options);
+            let dw = match shifted {
+                Some(dw) => primitive(dw),
+                None if w_dims[0] >= WIDE => {
+                    primitive(weight_grad(plain(x), plain(dy), w_dims, &options))
+                }
+                None => <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, w, dy, options),
             };
             grads.register::<Flex>(node.id, dw);
         }
