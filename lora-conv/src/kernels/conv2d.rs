@@ -156,18 +156,53 @@ impl Backward<Flex, 2> for Conv2dBackward {
         }
         if let Some(node) = node_w {
             let w_dims = w.shape().dims::<4>();
-            let shifted =
-                shifted::weight_grad(plain(x.clone()), plain(dy.clone()), w_dims, &options);
-            let dw = match shifted {
+            let dw = match weight_backward(plain(x.clone()), plain(dy.clone()), w_dims, &options) {
                 Some(dw) => primitive(dw),
-                None if w_dims[0] >= WIDE => {
-                    primitive(weight_grad(plain(x), plain(dy), w_dims, &options))
-                }
+                // Not reached: the backward's tensors are plain f32 flex ones.
                 None => <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, w, dy, options),
             };
             grads.register::<Flex>(node.id, dw);
         }
     }
+}
+
+/// The weight gradient of `y = conv2d(x, w, options)` for plain (non-autodiff) f32 flex
+/// tensors `x [b, c, h, w]` and `dy [b, o, ho, wo]`, with `w` of shape `w_dims`: this module's
+/// where it applies (see the module docs), burn's `conv2d_weight_backward` everywhere else.
+/// [`conv2d`] runs it in its backward pass; it is public for benchmarks and op profiles.
+/// `None` for tensors of another backend, an autodiff device or another dtype.
+pub fn weight_backward(
+    x: Tensor<4>,
+    dy: Tensor<4>,
+    w_dims: [usize; 4],
+    options: &ConvOptions<2>,
+) -> Option<Tensor<4>> {
+    if x.dtype() != DType::F32 || dy.dtype() != DType::F32 {
+        return None;
+    }
+    let (Ok(xp), Ok(dyp)) = (
+        x.clone().try_into_primitive::<Flex>(),
+        dy.clone().try_into_primitive::<Flex>(),
+    ) else {
+        return None;
+    };
+    if let Some(dw) = shifted::weight_grad(x.clone(), dy.clone(), w_dims, options) {
+        return Some(dw);
+    }
+    if w_dims[0] >= WIDE && options.groups == 1 && options.dilation == [1, 1] {
+        return Some(weight_grad(x, dy, w_dims, options));
+    }
+    let w = <Flex as FloatTensorOps<Flex>>::float_zeros(
+        w_dims.into(),
+        &Default::default(),
+        DType::F32.into(),
+    );
+    Some(plain(<Flex as ModuleOps<Flex>>::conv2d_weight_backward(
+        xp,
+        w,
+        dyp,
+        options.clone(),
+    )))
 }
 
 fn record<C: CheckpointStrategy>(
