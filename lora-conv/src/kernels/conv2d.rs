@@ -6,7 +6,7 @@
 //! channel axes swapped and the output gradient as its kernel. [`conv2d`] computes it instead as
 //! - for a stride-1 conv with one group (any kernel, padding or dilation): one small matmul per
 //!   kernel tap over shifted views of the padded input, with no im2col matrix
-//!   ([`super::shifted`]);
+//!   (`kernels/shifted.rs`);
 //! - for a strided conv with at least [`WIDE`] output channels, one group and no dilation: one
 //!   matmul, `dW[o, (c,i,j)] = Σ_(b,y,x) dY[o, (b,y,x)] · cols[(c,i,j), (b,y,x)]`, where `cols`
 //!   is the im2col matrix of the padded input, built from flex's zero-copy `unfold` views with

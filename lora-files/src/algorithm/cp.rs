@@ -1,9 +1,12 @@
 //! CP (canonical polyadic, Lebedev et al. 2014): one factor per mode of the kernel. No peer
 //! library has a file layout for it, so only the native format holds it.
 
+use burn::tensor::Device;
 use lora_conv::functional::cp;
+use lora_conv::{AnyAdapter, CpAdapter};
 
-use super::{Algorithm, Delta, Factors, Site};
+use super::modules::{part, put};
+use super::{Algorithm, Delta, Factors, ModuleFactors, ModuleLayer, Site};
 use crate::error::Result;
 
 /// CP: `cp_up` `[out, r]`, `cp_down` `[r, in/groups]`, and `cp_spatial_{j}` `[k_j, r]` for
@@ -64,5 +67,49 @@ impl Algorithm for Cp {
 
     fn lycoris_names(&self) -> bool {
         false
+    }
+
+    fn has_module(&self) -> bool {
+        true
+    }
+
+    fn to_module(&self, layer: &ModuleLayer<'_>, device: &Device) -> lora_core::Result<AnyAdapter> {
+        let (up, down) = (layer.factor(UP)?, layer.factor(DOWN)?);
+        let spatial_names: Vec<String> = (0..layer.factors.len().saturating_sub(2))
+            .map(spatial_name)
+            .collect();
+        let mut shape = vec![up.shape[0], down.shape[1]];
+        let mut spatial = Vec::with_capacity(spatial_names.len());
+        for name in &spatial_names {
+            shape.push(layer.factor(name)?.shape[0]);
+            spatial.push(layer.param(name, device)?);
+        }
+        Ok(AnyAdapter::new(CpAdapter {
+            up: layer.param(UP, device)?,
+            down: layer.param(DOWN, device)?,
+            spatial,
+            scale: layer.scale,
+            shape,
+        }))
+    }
+
+    fn read_module(
+        &self,
+        module: &str,
+        parts: &ModuleFactors<'_>,
+        shape: &[usize],
+    ) -> Option<(Factors, usize)> {
+        if module != "cp" {
+            return None;
+        }
+        let ((ud, uv), (dd, dv)) = (part(parts, "up")?, part(parts, "down")?);
+        let mut f = Factors::new();
+        put(&mut f, UP, ud.clone(), uv.clone());
+        put(&mut f, DOWN, dd.clone(), dv.clone());
+        for j in 0..shape.len().saturating_sub(2) {
+            let (sd, sv) = part(parts, &format!("spatial.{j}"))?;
+            put(&mut f, &spatial_name(j), sd.clone(), sv.clone());
+        }
+        Some((f, dd[0]))
     }
 }

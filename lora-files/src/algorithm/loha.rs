@@ -8,10 +8,14 @@
 //! LyCORIS 4.1.3's `get_merged_weight` for LoHa multiplies by the scale twice; its forward
 //! (and the maths) uses it once. The merge here uses it once.
 
-use burn::tensor::Tensor;
+use burn::module::Param;
+use burn::tensor::{Device, Tensor};
 use lora_conv::functional::{loha, loha_tucker};
+use lora_conv::{AnyAdapter, ConvAdapter, LoHaAdapter, LoHaTuckerAdapter};
+use lora_core::LoraError;
 
-use super::{Algorithm, Delta, Factors, Site, exactly};
+use super::modules::{part, put};
+use super::{Algorithm, Delta, Factor, Factors, ModuleFactors, ModuleLayer, Site, exactly};
 use crate::error::Result;
 
 /// LoHa: `hada_w{1,2}_a` `[out, r]`, `hada_w{1,2}_b` `[r, in·K]`; with Tucker cores,
@@ -136,5 +140,102 @@ impl Algorithm for LoHa {
             matrix,
             shape: first.shape,
         })
+    }
+
+    fn has_module(&self) -> bool {
+        true
+    }
+
+    fn to_module(&self, layer: &ModuleLayer<'_>, device: &Device) -> lora_core::Result<AnyAdapter> {
+        let shape = layer.shape;
+        if layer.factors.contains_key("hada_t1") {
+            // LyCORIS's Tucker form: hada_w{1,2}_a [r, out], hada_w{1,2}_b [r, in],
+            // hada_t{1,2} [r, r, k..].
+            let r = layer
+                .factor("hada_w1_a")?
+                .shape
+                .first()
+                .copied()
+                .unwrap_or(0);
+            let flat = |n: &str| layer.matrix(n, device);
+            let adapter = LoHaTuckerAdapter {
+                w1_a: Param::from_tensor(flat("hada_w1_a")?.transpose()),
+                w1_b: Param::from_tensor(flat("hada_w1_b")?),
+                t1: Param::from_tensor(flat("hada_t1")?),
+                w2_a: Param::from_tensor(flat("hada_w2_a")?.transpose()),
+                w2_b: Param::from_tensor(flat("hada_w2_b")?),
+                t2: Param::from_tensor(flat("hada_t2")?),
+                scale: layer.scale,
+                shape: shape.to_vec(),
+            };
+            let expected = LoHaTuckerAdapter::param_count(shape, r);
+            if lora_core::Adapter::trainable_params(&adapter) != expected {
+                return Err(layer.wrong(format!(
+                    "LoHa Tucker factors of rank {r} do not fit a weight of shape {shape:?}"
+                )));
+            }
+            return Ok(AnyAdapter::new(adapter));
+        }
+        let (a, b) = (layer.factor("hada_w1_a")?, layer.factor("hada_w1_b")?);
+        if shape.first() != a.shape.first()
+            || shape.get(1..).map(|s| s.iter().product::<usize>()) != b.shape.get(1).copied()
+        {
+            return Err(LoraError::ShapeMismatch {
+                path: format!("{} (hada_w1_a · hada_w1_b)", layer.path),
+                expected: shape.to_vec(),
+                actual: vec![a.shape[0], b.shape[1]],
+            });
+        }
+        Ok(AnyAdapter::new(LoHaAdapter {
+            w1_a: layer.param("hada_w1_a", device)?,
+            w1_b: layer.param("hada_w1_b", device)?,
+            w2_a: layer.param("hada_w2_a", device)?,
+            w2_b: layer.param("hada_w2_b", device)?,
+            scale: layer.scale,
+            shape: shape.to_vec(),
+        }))
+    }
+
+    fn read_module(
+        &self,
+        module: &str,
+        parts: &ModuleFactors<'_>,
+        shape: &[usize],
+    ) -> Option<(Factors, usize)> {
+        let mut f = Factors::new();
+        match module {
+            "loha" => {
+                for name in ["w1_a", "w1_b", "w2_a", "w2_b"] {
+                    let (d, v) = part(parts, name)?;
+                    put(&mut f, &format!("hada_{name}"), d.clone(), v.clone());
+                }
+            }
+            "loha-tucker" => {
+                // LyCORIS's Tucker layout: the output sides transposed, the cores unflattened.
+                for which in ["1", "2"] {
+                    let (da, va) = part(parts, &format!("w{which}_a"))?;
+                    let a = Factor {
+                        shape: da.clone(),
+                        values: va.clone(),
+                    };
+                    f.insert(format!("hada_w{which}_a"), a.transposed());
+                    let (db, vb) = part(parts, &format!("w{which}_b"))?;
+                    put(&mut f, &format!("hada_w{which}_b"), db.clone(), vb.clone());
+                    let (dt, vt) = part(parts, &format!("t{which}"))?;
+                    let core = [dt[0], dt[0]]
+                        .into_iter()
+                        .chain(shape.iter().skip(2).copied());
+                    put(
+                        &mut f,
+                        &format!("hada_t{which}"),
+                        core.collect(),
+                        vt.clone(),
+                    );
+                }
+            }
+            _ => return None,
+        }
+        let rank = part(parts, "w1_a")?.0[1];
+        Some((f, rank))
     }
 }

@@ -5,10 +5,12 @@
 //! With `w1 [a, c]` and `w2 [b, d, k..]`, `ΔW[a·B + b, c·D + d, k] = w1[a, c] · w2[b, d, k]`.
 //! When both sides are full matrices LyCORIS uses scale 1 whatever `alpha` says.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 use lora_conv::functional::{lokr, tucker2};
+use lora_conv::{AnyAdapter, LoKrAdapter};
 
-use super::{Algorithm, Delta, Factors, Site};
+use super::modules::{part, put};
+use super::{Algorithm, Delta, Factors, ModuleFactors, ModuleLayer, Site};
 use crate::error::Result;
 
 /// LoKr.
@@ -132,5 +134,72 @@ impl Algorithm for LoKr {
             full
         });
         Ok(Delta { matrix, shape })
+    }
+
+    fn has_module(&self) -> bool {
+        true
+    }
+
+    fn to_module(&self, layer: &ModuleLayer<'_>, device: &Device) -> lora_core::Result<AnyAdapter> {
+        if layer.factors.contains_key("lokr_t2") {
+            return Err(layer.wrong(
+                "LoKr with a Tucker core (lokr_t2) has no trainable module type; merge it into \
+                 the base instead",
+            ));
+        }
+        let mat = |n: &str| layer.matrix(n, device);
+        let w1 = if layer.factors.contains_key("lokr_w1") {
+            mat("lokr_w1")?
+        } else {
+            mat("lokr_w1_a")?.matmul(mat("lokr_w1_b")?)
+        };
+        let w2 = if layer.factors.contains_key("lokr_w2") {
+            Err(mat("lokr_w2")?)
+        } else {
+            Ok((mat("lokr_w2_a")?, mat("lokr_w2_b")?))
+        };
+        Ok(AnyAdapter::new(LoKrAdapter::from_factors(
+            layer.path,
+            layer.shape,
+            w1,
+            w2,
+            layer.scale,
+        )?))
+    }
+
+    fn read_module(
+        &self,
+        module: &str,
+        parts: &ModuleFactors<'_>,
+        shape: &[usize],
+    ) -> Option<(Factors, usize)> {
+        if module != "lokr" {
+            return None;
+        }
+        let mut f = Factors::new();
+        let (d1, v1) = part(parts, "w1")?;
+        put(&mut f, "lokr_w1", d1.clone(), v1.clone());
+        let rank = match (part(parts, "w2"), part(parts, "w2_a"), part(parts, "w2_b")) {
+            (Some((d, v)), _, _) => {
+                // LyCORIS stores a full w2 as [b, c2, k..]. In PyTorch layout: burn's Linear
+                // weight is [in, out].
+                let c = if shape.len() == 2 {
+                    shape[0]
+                } else {
+                    shape.get(1).copied().unwrap_or(1)
+                };
+                let c2 = c / d1[1].max(1);
+                let w2 = [d[0], c2].into_iter().chain(shape.iter().skip(2).copied());
+                put(&mut f, "lokr_w2", w2.collect(), v.clone());
+                1
+            }
+            (None, Some((da, va)), Some((db, vb))) => {
+                put(&mut f, "lokr_w2_a", da.clone(), va.clone());
+                put(&mut f, "lokr_w2_b", db.clone(), vb.clone());
+                da[1]
+            }
+            _ => return None,
+        };
+        Some((f, rank))
     }
 }

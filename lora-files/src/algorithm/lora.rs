@@ -1,9 +1,13 @@
 //! LoRA / LoCon: `ΔW = up · down`, with `down` the kxk (or linear) down projection and `up` a
 //! pointwise up projection. PEFT's `lora_A`/`lora_B` are the same factors under other names.
 
+use burn::tensor::Device;
 use lora_conv::functional::locon;
+use lora_conv::{AnyAdapter, LoConAdapter};
+use lora_core::LoraError;
 
-use super::{Algorithm, Delta, Factors, Site, exactly, pointwise};
+use super::modules::{by_rank, ones, part, put};
+use super::{Algorithm, Delta, Factors, ModuleFactors, ModuleLayer, Site, exactly, pointwise};
 use crate::error::Result;
 
 /// LoRA on a linear layer, LoCon on a convolution (kohya, LyCORIS, PEFT).
@@ -47,5 +51,61 @@ impl Algorithm for LoCon {
             matrix: locon::delta(down.matrix(r), up.matrix(t), 1.0),
             shape: Some(shape),
         })
+    }
+
+    fn has_module(&self) -> bool {
+        true
+    }
+
+    fn to_module(&self, layer: &ModuleLayer<'_>, device: &Device) -> lora_core::Result<AnyAdapter> {
+        let (down, up) = (layer.factor(DOWN)?, layer.factor(UP)?);
+        if layer.axes(DOWN) == 2 {
+            // PEFT's layout is LoCon's on the PyTorch layout [out, in]; the carrier transposes
+            // the update into burn's [in, out].
+            if down.shape[0] != up.shape[1] {
+                return Err(LoraError::ShapeMismatch {
+                    path: format!("{} (lora_up)", layer.path),
+                    expected: vec![up.shape[0], down.shape[0]],
+                    actual: up.shape.clone(),
+                });
+            }
+            return Ok(AnyAdapter::new(LoConAdapter {
+                down: layer.param(DOWN, device)?,
+                up: layer.param(UP, device)?,
+                scale: layer.scale,
+                shape: vec![up.shape[0], down.shape[1]],
+            }));
+        }
+        by_rank!(layer, layer.axes(DOWN), D => Ok(AnyAdapter::new(LoConAdapter::from_peft::<D>(
+            layer.path,
+            layer.tensor::<D>(DOWN, device)?,
+            layer.tensor::<D>(UP, device)?,
+            layer.scale,
+        )?)))
+    }
+
+    fn read_module(
+        &self,
+        module: &str,
+        parts: &ModuleFactors<'_>,
+        shape: &[usize],
+    ) -> Option<(Factors, usize)> {
+        if module != "locon" {
+            return None;
+        }
+        let ((dd, dv), (ud, uv)) = (part(parts, "down")?, part(parts, "up")?);
+        let mut f = Factors::new();
+        if shape.len() == 2 {
+            // A linear LoCon is PEFT's LoRA, already in PyTorch layout.
+            put(&mut f, DOWN, dd.clone(), dv.clone());
+            put(&mut f, UP, ud.clone(), uv.clone());
+            return Some((f, dd[0]));
+        }
+        let r = dd[0];
+        let down = [r].into_iter().chain(shape[1..].iter().copied());
+        put(&mut f, DOWN, down.collect(), dv.clone());
+        let up = [shape[0], r].into_iter().chain(ones(shape.len() - 2));
+        put(&mut f, UP, up.collect(), uv.clone());
+        Some((f, r))
     }
 }

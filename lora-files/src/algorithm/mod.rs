@@ -4,11 +4,15 @@
 //! To add an algorithm: implement [`Algorithm`] in one file, then register it with one line,
 //! [`Registry::with`] (from any crate). Recognition, inspection, merging, the DoRA magnitude and
 //! the native format then work for it; the PEFT and LyCORIS writers take it when its
-//! [`Algorithm::lycoris_names`] says it has a LyCORIS layout.
+//! [`Algorithm::lycoris_names`] says it has a LyCORIS layout. An algorithm whose layers can
+//! train also says how a layer becomes a `lora_conv` module ([`Algorithm::to_module`]) and how
+//! a trained module becomes its factors ([`Algorithm::read_module`]); `crate::model` calls
+//! them and holds no per-type code.
 
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use lora_conv::AnyAdapter;
 
 use crate::error::{FileError, Result};
 
@@ -17,6 +21,7 @@ mod loha;
 mod lokr;
 mod lora;
 mod module;
+mod modules;
 mod tucker;
 
 pub use cp::Cp;
@@ -24,6 +29,7 @@ pub use loha::LoHa;
 pub use lokr::LoKr;
 pub use lora::LoCon;
 pub use module::Module;
+pub use modules::{ModuleFactors, ModuleLayer};
 pub use tucker::Tucker2;
 
 /// One factor tensor: its shape as the file stores it (PyTorch layout) and its values.
@@ -134,6 +140,37 @@ pub trait Algorithm: Send + Sync + 'static {
     fn param_count(&self, factors: &Factors) -> usize {
         factors.values().map(|f| f.values.len()).sum()
     }
+
+    /// Whether a layer of this algorithm can become a trainable `lora_conv` module
+    /// ([`Algorithm::to_module`]), so that `attach_file` takes it.
+    fn has_module(&self) -> bool {
+        false
+    }
+
+    /// The trainable module of a layer of this algorithm, carrying the layer's factors and
+    /// scale, on the layer's PyTorch-layout weight shape.
+    ///
+    /// # Errors
+    /// [`lora_core::LoraError`] naming the layer's path when its factors do not fit the shape,
+    /// or when this algorithm (or this form of it) has no module type.
+    fn to_module(&self, layer: &ModuleLayer<'_>, device: &Device) -> lora_core::Result<AnyAdapter> {
+        let _ = device;
+        Err(layer.wrong(format!("no trainable module type for {}", self.name())))
+    }
+
+    /// This algorithm's factors and rank for a trained `lora_conv` module of type `module`
+    /// (its factors `parts`, by their path below the type's name) on a burn weight of shape
+    /// `shape` (burn layout: `[d_in, d_out]` for a linear weight); `None` when `module` is not
+    /// a type this algorithm writes, or a factor is missing.
+    fn read_module(
+        &self,
+        module: &str,
+        parts: &ModuleFactors<'_>,
+        shape: &[usize],
+    ) -> Option<(Factors, usize)> {
+        let _ = (module, parts, shape);
+        None
+    }
 }
 
 /// The algorithms a reader recognises, tried in order.
@@ -168,6 +205,11 @@ impl Registry {
     pub fn with(mut self, algorithm: &'static dyn Algorithm) -> Self {
         self.algorithms.push(algorithm);
         self
+    }
+
+    /// The registered algorithms, in the order they are tried.
+    pub fn algorithms(&self) -> impl Iterator<Item = &'static dyn Algorithm> + '_ {
+        self.algorithms.iter().copied()
     }
 
     /// The algorithm that claims these factor names.

@@ -14,7 +14,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use lora_conv::{AnyAdapter, ConvVariant};
 use lora_core::{Adapter, AdapterSpec};
 
-use super::{Algorithm, Delta, Factors, Site, cpu};
+use super::modules::put;
+use super::{Algorithm, Delta, Factors, ModuleFactors, ModuleLayer, Site, cpu};
 use crate::error::{FileError, Result};
 
 /// The file algorithm of a `lora_conv` adapter type.
@@ -247,6 +248,44 @@ impl Algorithm for Module {
     fn lycoris_names(&self) -> bool {
         false
     }
+
+    fn has_module(&self) -> bool {
+        true
+    }
+
+    fn to_module(&self, layer: &ModuleLayer<'_>, device: &Device) -> lora_core::Result<AnyAdapter> {
+        self.adapter(
+            layer.site,
+            layer.shape,
+            layer.rank,
+            layer.scale,
+            layer.factors,
+            device,
+        )
+        .map_err(|e| layer.wrong(e.to_string()))
+    }
+
+    /// The module's own factors, by name; the rank from their count.
+    fn read_module(
+        &self,
+        module: &str,
+        parts: &ModuleFactors<'_>,
+        shape: &[usize],
+    ) -> Option<(Factors, usize)> {
+        if module != self.name() {
+            return None;
+        }
+        let torch: Vec<usize> = match shape {
+            [d_in, d_out] => vec![*d_out, *d_in],
+            _ => shape.to_vec(),
+        };
+        let mut f = Factors::new();
+        for (name, (d, v)) in parts {
+            put(&mut f, name, (*d).clone(), (*v).clone());
+        }
+        let rank = self.rank_from_count(&torch, f.values().map(|x| x.values.len()).sum())?;
+        Some((f, rank))
+    }
 }
 
 /// `[out, rest]` of an update.
@@ -255,12 +294,4 @@ fn flat<const D: usize>(t: Tensor<D>) -> Tensor<2> {
     let rows = dims.first().copied().unwrap_or(1);
     let rest = dims.iter().skip(1).product();
     t.reshape([rows, rest])
-}
-
-impl Module {
-    /// The rank of an exported adapter of this type on `shape` (PyTorch layout), from its
-    /// factor count.
-    pub(crate) fn exported_rank(&self, shape: &[usize], factors: &Factors) -> Option<usize> {
-        self.rank_from_count(shape, factors.values().map(|f| f.values.len()).sum())
-    }
 }

@@ -1,9 +1,12 @@
 //! Tucker-2 (LyCORIS LoCon with `use_tucker`): `ΔW[t, s, k] = Σ up[t, p] · mid[p, q, k] ·
 //! down[q, s]`, a pointwise down projection, a kxk core and a pointwise up projection.
 
+use burn::tensor::Device;
 use lora_conv::functional::tucker2;
+use lora_conv::{AnyAdapter, Tucker2Adapter};
 
-use super::{Algorithm, Delta, Factors, Site, exactly, pointwise};
+use super::modules::{by_rank, ones, part, put};
+use super::{Algorithm, Delta, Factors, ModuleFactors, ModuleLayer, Site, exactly, pointwise};
 use crate::error::Result;
 
 /// Tucker-2: `lora_down.weight` `[r, in/groups, 1..]`, `lora_mid.weight` `[r, r, k..]`,
@@ -54,5 +57,42 @@ impl Algorithm for Tucker2 {
             ),
             shape: Some(shape),
         })
+    }
+
+    fn has_module(&self) -> bool {
+        true
+    }
+
+    fn to_module(&self, layer: &ModuleLayer<'_>, device: &Device) -> lora_core::Result<AnyAdapter> {
+        by_rank!(layer, layer.axes(MID), D => Ok(AnyAdapter::new(Tucker2Adapter::from_lycoris::<D>(
+            layer.path,
+            layer.tensor::<D>(DOWN, device)?,
+            layer.tensor::<D>(MID, device)?,
+            layer.tensor::<D>(UP, device)?,
+            layer.scale,
+        )?)))
+    }
+
+    fn read_module(
+        &self,
+        module: &str,
+        parts: &ModuleFactors<'_>,
+        shape: &[usize],
+    ) -> Option<(Factors, usize)> {
+        if module != "tucker2" {
+            return None;
+        }
+        let (dd, dv) = part(parts, "down")?;
+        let ((_, mv), (_, uv)) = (part(parts, "mid")?, part(parts, "up")?);
+        let r = dd[0];
+        let pointwise = || ones(shape.len() - 2);
+        let mut f = Factors::new();
+        let down = [r, dd[1]].into_iter().chain(pointwise());
+        put(&mut f, DOWN, down.collect(), dv.clone());
+        let mid = [r, r].into_iter().chain(shape[2..].iter().copied());
+        put(&mut f, MID, mid.collect(), mv.clone());
+        let up = [shape[0], r].into_iter().chain(pointwise());
+        put(&mut f, UP, up.collect(), uv.clone());
+        Some((f, r))
     }
 }
