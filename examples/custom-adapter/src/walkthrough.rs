@@ -203,6 +203,18 @@ pub fn run() -> Outcome {
         names == ["separable", "separable"],
         format!("{names:?}"),
     )?;
+    // PEFT has no layout for a type it does not know: the writer refuses it by name, format
+    // and reason, and writes nothing.
+    let peft_dir = std::env::temp_dir().join(format!("custom-adapter-peft-{}", std::process::id()));
+    let refusal = match format::write(&file, Format::Peft, &peft_dir) {
+        Ok(()) => String::new(),
+        Err(e) => e.to_string(),
+    };
+    check(
+        "PEFT refusal",
+        refusal.contains("separable") && refusal.contains("PEFT") && !peft_dir.exists(),
+        refusal.clone(),
+    )?;
     let loaded = attach_file(&base, &read, &PathMap::identity(), Vec::new())?;
     let d = max_diff(loaded.forward(x.clone()), trained.forward(x.clone()));
     check(
