@@ -100,10 +100,13 @@ fn run(args: &Args) -> Result<(), String> {
             let _ = Tensor::<4>::from_primitive::<Flex>(dw).into_data();
         });
         print(i, "conv weight gradient", "burn", ms);
-        let dims = [cout, cin, 3, 3];
         let ms = median_ms(args.runs, || {
-            let dw =
-                lora_conv::kernels::conv2d::weight_backward(x.clone(), dy.clone(), dims, &options);
+            let dw = lora_conv::kernels::conv2d::weight_backward(
+                x.clone(),
+                w.clone(),
+                dy.clone(),
+                &options,
+            );
             let _ = dw.map(|t| t.into_data());
         });
         print(i, "conv weight gradient", "ours", ms);

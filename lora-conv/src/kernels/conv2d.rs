@@ -25,7 +25,6 @@
 //! autodiff, groups, a dtype other than f32) are burn's own ops. Both weight gradients are exact
 //! rewritings of the convolution's adjoint, tested against burn's on a grid of geometries.
 
-use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{
@@ -106,8 +105,13 @@ pub const WIDE: usize = 64;
 /// group ([`shifted`]), or at least [`WIDE`] output channels, one group and no dilation (the
 /// im2col matmul).
 fn handled(weight: &[usize; 4], options: &ConvOptions<2>) -> bool {
-    shifted::handles(options)
-        || (weight[0] >= WIDE && options.groups == 1 && options.dilation == [1, 1])
+    shifted::handles(options) || im2col_handles(weight, options)
+}
+
+/// Whether the im2col matmul computes the weight gradient: at least [`WIDE`] output channels,
+/// one group, no dilation.
+fn im2col_handles(weight: &[usize; 4], options: &ConvOptions<2>) -> bool {
+    weight[0] >= WIDE && options.groups == 1 && options.dilation == [1, 1]
 }
 
 fn traced<C: CheckpointStrategy>(
@@ -155,8 +159,12 @@ impl Backward<Flex, 2> for Conv2dBackward {
             grads.register::<Flex>(node.id, dx);
         }
         if let Some(node) = node_w {
-            let w_dims = w.shape().dims::<4>();
-            let dw = match weight_backward(plain(x.clone()), plain(dy.clone()), w_dims, &options) {
+            let dw = match weight_backward(
+                plain(x.clone()),
+                plain(w.clone()),
+                plain(dy.clone()),
+                &options,
+            ) {
                 Some(dw) => primitive(dw),
                 // Not reached: the backward's tensors are plain f32 flex ones.
                 None => <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, w, dy, options),
@@ -167,21 +175,23 @@ impl Backward<Flex, 2> for Conv2dBackward {
 }
 
 /// The weight gradient of `y = conv2d(x, w, options)` for plain (non-autodiff) f32 flex
-/// tensors `x [b, c, h, w]` and `dy [b, o, ho, wo]`, with `w` of shape `w_dims`: this module's
-/// where it applies (see the module docs), burn's `conv2d_weight_backward` everywhere else.
+/// tensors `x [b, c, h, w]`, `w [o, c, kh, kw]` and `dy [b, o, ho, wo]`: this module's where it
+/// applies (see the module docs), burn's `conv2d_weight_backward` everywhere else.
 /// [`conv2d`] runs it in its backward pass; it is public for benchmarks and op profiles.
 /// `None` for tensors of another backend, an autodiff device or another dtype.
 pub fn weight_backward(
     x: Tensor<4>,
+    w: Tensor<4>,
     dy: Tensor<4>,
-    w_dims: [usize; 4],
     options: &ConvOptions<2>,
 ) -> Option<Tensor<4>> {
-    if x.dtype() != DType::F32 || dy.dtype() != DType::F32 {
+    if [x.dtype(), w.dtype(), dy.dtype()] != [DType::F32; 3] {
         return None;
     }
-    let (Ok(xp), Ok(dyp)) = (
+    let w_dims = w.dims();
+    let (Ok(xp), Ok(wp), Ok(dyp)) = (
         x.clone().try_into_primitive::<Flex>(),
+        w.try_into_primitive::<Flex>(),
         dy.clone().try_into_primitive::<Flex>(),
     ) else {
         return None;
@@ -189,17 +199,12 @@ pub fn weight_backward(
     if let Some(dw) = shifted::weight_grad(x.clone(), dy.clone(), w_dims, options) {
         return Some(dw);
     }
-    if w_dims[0] >= WIDE && options.groups == 1 && options.dilation == [1, 1] {
+    if im2col_handles(&w_dims, options) {
         return Some(weight_grad(x, dy, w_dims, options));
     }
-    let w = <Flex as FloatTensorOps<Flex>>::float_zeros(
-        w_dims.into(),
-        &Default::default(),
-        DType::F32.into(),
-    );
     Some(plain(<Flex as ModuleOps<Flex>>::conv2d_weight_backward(
         xp,
-        w,
+        wp,
         dyp,
         options.clone(),
     )))

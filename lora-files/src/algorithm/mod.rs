@@ -255,9 +255,14 @@ pub(crate) fn cpu() -> Device {
 impl Factor {
     /// The factor as a `[rows, len/rows]` matrix on the CPU.
     pub fn matrix(&self, rows: usize) -> Tensor<2> {
+        self.matrix_on(rows, &cpu())
+    }
+
+    /// The factor as a `[rows, len/rows]` matrix on `device`.
+    pub fn matrix_on(&self, rows: usize, device: &Device) -> Tensor<2> {
         let rows = rows.max(1);
         let cols = self.values.len() / rows;
-        Tensor::from_data(TensorData::new(self.values.clone(), [rows, cols]), &cpu())
+        Tensor::from_data(TensorData::new(self.values.clone(), [rows, cols]), device)
     }
 
     /// A 2-D factor transposed (`[rows, cols]` -> `[cols, rows]`); any other factor as it is.

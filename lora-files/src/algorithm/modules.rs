@@ -59,7 +59,8 @@ impl ModuleLayer<'_> {
     /// # Errors
     /// As [`ModuleLayer::factor`].
     pub fn matrix(&self, name: &str, device: &Device) -> lora_core::Result<Tensor<2>> {
-        Ok(matrix(self.factor(name)?, device))
+        let f = self.factor(name)?;
+        Ok(f.matrix_on(f.shape.first().copied().unwrap_or(1), device))
     }
 
     /// The factor `name` as an `N`-axis tensor (missing trailing axes of size 1).
@@ -103,21 +104,12 @@ pub(crate) fn ones(n: usize) -> impl Iterator<Item = usize> {
 }
 
 /// A factor as an `N`-axis tensor (its shape's first `N` axes, missing ones of size 1).
-pub(crate) fn tensor<const N: usize>(f: &Factor, device: &Device) -> Tensor<N> {
+fn tensor<const N: usize>(f: &Factor, device: &Device) -> Tensor<N> {
     let mut shape = [1usize; N];
     for (s, d) in shape.iter_mut().zip(&f.shape) {
         *s = *d;
     }
     Tensor::from_data(TensorData::new(f.values.clone(), shape), device)
-}
-
-/// A factor as the matrix `[first axis, the rest]`.
-pub(crate) fn matrix(f: &Factor, device: &Device) -> Tensor<2> {
-    let rows = f.shape.first().copied().unwrap_or(1).max(1);
-    Tensor::from_data(
-        TensorData::new(f.values.clone(), [rows, f.values.len() / rows]),
-        device,
-    )
 }
 
 /// Run `$e` with the const `$d` set to a conv factor's axis count `$n` (3 to 5), or return
