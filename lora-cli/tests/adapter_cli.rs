@@ -400,3 +400,128 @@ fn a_wrong_base_is_blamed_not_the_adapter() {
         assert!(!out.exists(), "{command} wrote {out:?}");
     }
 }
+
+/// `convert --to lycoris --full-diff` writes a layer LyCORIS has no layout for (CP) as a full
+/// diff, says so, and merging that file gives the weights merging the native file gives;
+/// without the flag the layer is refused and the message names the flag; with another target
+/// the flag is a usage error (status 2). Nothing is written on a refusal.
+#[test]
+fn full_diff_writes_what_lycoris_cannot_hold_and_says_so() {
+    use lora_files::algorithm::{Cp, Factor, Factors};
+    use lora_files::format;
+    use lora_files::{AdapterFile, Format, LayerAdapter};
+    let dir = fixture("model-peft-lora");
+    let base = dir.join("base.safetensors").display().to_string();
+    let work = tmp("full-diff");
+    // A CP adapter on block.0 ([16, 8, 3, 3]) at rank 2, from a fixed generator.
+    let mut s = 7u64;
+    let mut factor = |shape: &[usize]| {
+        let values = (0..shape.iter().product::<usize>())
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect();
+        Factor {
+            shape: shape.to_vec(),
+            values,
+        }
+    };
+    let mut factors = Factors::new();
+    for (name, shape) in [
+        ("cp_up", [16, 2]),
+        ("cp_down", [2, 8]),
+        ("cp_spatial_0", [3, 2]),
+        ("cp_spatial_1", [3, 2]),
+    ] {
+        factors.insert(name.to_string(), factor(&shape));
+    }
+    let cp = AdapterFile {
+        source: "test".into(),
+        format: Format::Native,
+        layers: vec![LayerAdapter {
+            module: "block.0".into(),
+            key_prefix: "block.0".into(),
+            algorithm: &Cp,
+            factors,
+            rank: 2,
+            alpha: Some(1.0),
+            scale: 0.5,
+            magnitude: None,
+            base_shape: Some(vec![16, 8, 3, 3]),
+            groups: 1,
+        }],
+        replacements: Default::default(),
+        rslora: false,
+        diffs: Default::default(),
+    };
+    let native = work.join("cp.safetensors");
+    format::write(&cp, Format::Native, &native).unwrap_or_else(|e| panic!("{e}"));
+    let native = native.display().to_string();
+    let out = work.join("cp-lycoris.safetensors");
+    let convert = |extra: &[&str]| {
+        let mut args = vec!["convert", "--adapter", &native, "--base", &base, "--out"];
+        let out = out.display().to_string();
+        args.push(&out);
+        args.extend_from_slice(extra);
+        adapter(&args)
+    };
+    let o = convert(&["--to", "lycoris"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("block.0") && err.contains("--full-diff"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let o = convert(&["--to", "native", "--full-diff"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!out.exists());
+    let o = convert(&["--to", "lycoris", "--full-diff"]);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        said.contains("1 layer(s) as full diffs, their factors lost: block.0"),
+        "{said}"
+    );
+    assert_eq!(
+        read(&out).tensors.keys().collect::<Vec<_>>(),
+        ["lycoris_block_0.diff"]
+    );
+    let merged = |adapter_path: &str, name: &str| {
+        let m = work.join(name);
+        let o = adapter(&[
+            "merge",
+            "--base",
+            &base,
+            "--adapter",
+            adapter_path,
+            "--out",
+            &m.display().to_string(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        read(&m)
+    };
+    let by_factors = merged(&native, "by-factors.safetensors");
+    let by_diff = merged(&out.display().to_string(), "by-diff.safetensors");
+    let (a, b) = (
+        by_factors.tensors["block.0.weight"].to_f32(),
+        by_diff.tensors["block.0.weight"].to_f32(),
+    );
+    assert!(a.is_some());
+    assert_eq!(
+        a, b,
+        "the full diff merges to the factors' merge, bit for bit"
+    );
+    assert_ne!(
+        by_factors.tensors["block.0.weight"].bytes,
+        read(&dir.join("base.safetensors")).tensors["block.0.weight"].bytes
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::adapter::{AdapterFile, Format};
+use crate::adapter::{AdapterFile, Format, LayerAdapter};
 use crate::error::{FileError, Result};
 use crate::format::lycoris;
 use crate::state_dict::{StateDict, Stored};
@@ -328,6 +328,66 @@ pub fn replacements_to_diffs(
     adapter.diffs = diffs;
     adapter.replacements.clear();
     Ok(())
+}
+
+/// Turn the layers `which` selects into whole-tensor differences from `base` (LyCORIS's `full`
+/// algorithm, which any adapter type's update fits): `diff = scale·ΔW` for an additive layer,
+/// `W' − W` with the merged weight `W'` for a DoRA layer, keyed `<module>.weight`. The layers
+/// leave `adapter.layers` and their factors are lost: the file then holds the update, not the
+/// low-rank form. Returns the modules turned into differences, in the file's order.
+///
+/// `adapter convert --to lycoris --full-diff` calls it with the layers whose algorithm LyCORIS
+/// has no layout for ([`crate::Algorithm::lycoris_names`]).
+///
+/// # Errors
+/// As [`merge`] for a layer that does not fit its base weight; [`FileError::Inexpressible`]
+/// naming the module when it already has a difference (a module both adapted and changed);
+/// [`FileError::NonFiniteMerge`] for a non-finite difference. On error `adapter` is unchanged.
+pub fn layers_to_diffs(
+    adapter: &mut AdapterFile,
+    base: &StateDict,
+    base_file: &str,
+    which: impl Fn(&LayerAdapter) -> bool,
+) -> Result<Vec<String>> {
+    let mut diffs = adapter.diffs.clone();
+    let mut moved = Vec::new();
+    for layer in adapter.layers.iter().filter(|l| which(l)) {
+        let key = format!("{}.weight", layer.module);
+        if diffs.contains_key(&key) {
+            return Err(FileError::Inexpressible {
+                layer: layer.module.clone(),
+                algorithm: "full (diff)".to_string(),
+                format: "lycoris".to_string(),
+                why: "the module is both adapted and changed by a difference; LyCORIS holds one \
+                      module per layer"
+                    .to_string(),
+            });
+        }
+        if !base.tensors.contains_key(&key) {
+            return Err(FileError::MissingKey {
+                file: base_file.to_string(),
+                key,
+                why: format!("`{}` in {} adapts it", layer.key_prefix, adapter.source),
+            });
+        }
+        let (shape, values) = base.f32(base_file, &key, "")?;
+        let diff: Vec<f32> = if layer.magnitude.is_none() {
+            // The update itself, so that LyCORIS's W + diff is this crate's merge bit for bit.
+            let zero = vec![0f32; values.len()];
+            layer.merged(&adapter.source, base_file, &key, &shape, &zero, 1.0)?
+        } else {
+            let merged = layer.merged(&adapter.source, base_file, &key, &shape, &values, 1.0)?;
+            merged.iter().zip(&values).map(|(m, w)| m - w).collect()
+        };
+        if let Some(index) = diff.iter().position(|v| !v.is_finite()) {
+            return Err(FileError::NonFiniteMerge { key, index });
+        }
+        diffs.insert(key, Stored::from_f32(shape, &diff));
+        moved.push(layer.module.clone());
+    }
+    adapter.diffs = diffs;
+    adapter.layers.retain(|l| !moved.contains(&l.module));
+    Ok(moved)
 }
 
 /// Turn whole-tensor differences into replacements, `base + diff` in the base entry's dtype

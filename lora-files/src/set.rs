@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use burn::module::Module;
 
 use crate::adapter::{AdapterFile, Format, LayerAdapter};
-use crate::algorithm::{Factor, Factors};
+use crate::algorithm::Part;
 use crate::error::{FileError, Result};
 use crate::model::{PathMap, attach_file};
 
@@ -174,18 +174,7 @@ impl<M: Module> AdapterSet<M> {
     }
 }
 
-/// Rows of `[rows, cols_i]` matrices side by side: `[rows, Σ cols_i]`.
-fn side_by_side(parts: &[(&[f32], usize)], rows: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(parts.iter().map(|(v, _)| v.len()).sum());
-    for row in 0..rows {
-        for (v, cols) in parts {
-            out.extend_from_slice(&v[row * cols..(row + 1) * cols]);
-        }
-    }
-    out
-}
-
-/// One layer of [`AdapterSet::combine`].
+/// One layer of [`AdapterSet::combine`]: its algorithm concatenates the parts' factors.
 fn concatenate(module: &str, parts: &[(&LayerAdapter, f64)]) -> Result<LayerAdapter> {
     let first = parts[0].0;
     let algorithm = first.algorithm;
@@ -204,122 +193,16 @@ fn concatenate(module: &str, parts: &[(&LayerAdapter, f64)]) -> Result<LayerAdap
             ));
         }
     }
-    let get = |l: &LayerAdapter, n: &str| -> Result<Factor> {
-        l.factors
-            .get(n)
-            .cloned()
-            .ok_or_else(|| refuse(format!("factor {n} is missing")))
-    };
-    // Each part's up factor absorbs its weight and scale.
-    let scaled = |f: Factor, s: f64| Factor {
-        values: f
-            .values
-            .iter()
-            .map(|v| (f64::from(*v) * s) as f32)
-            .collect(),
-        shape: f.shape,
-    };
+    let weighted: Vec<Part<'_>> = parts
+        .iter()
+        .map(|(l, w)| Part {
+            factors: &l.factors,
+            rank: l.rank,
+            weight: w * l.scale,
+        })
+        .collect();
+    let factors = algorithm.concatenate(&weighted).map_err(refuse)?;
     let total: usize = parts.iter().map(|(l, _)| l.rank).sum();
-    let mut factors = Factors::new();
-    match algorithm.name() {
-        "lora" | "tucker2" => {
-            let downs: Vec<Factor> = parts
-                .iter()
-                .map(|(l, _)| get(l, "lora_down.weight"))
-                .collect::<Result<_>>()?;
-            let ups: Vec<Factor> = parts
-                .iter()
-                .map(|(l, w)| Ok(scaled(get(l, "lora_up.weight")?, w * l.scale)))
-                .collect::<Result<_>>()?;
-            let tail = |f: &Factor| f.shape[1..].to_vec();
-            if downs.iter().any(|d| tail(d) != tail(&downs[0]))
-                || ups.iter().any(|u| u.shape[0] != ups[0].shape[0])
-            {
-                return Err(refuse("its adapters have different shapes".into()));
-            }
-            let mut down_shape = vec![total];
-            down_shape.extend(tail(&downs[0]));
-            factors.insert(
-                "lora_down.weight".into(),
-                Factor {
-                    shape: down_shape,
-                    values: downs.iter().flat_map(|d| d.values.clone()).collect(),
-                },
-            );
-            let t = ups[0].shape[0];
-            let mut up_shape = vec![t, total];
-            up_shape.extend(ups[0].shape[2..].iter().copied());
-            let cols: Vec<(&[f32], usize)> = ups
-                .iter()
-                .map(|u| (u.values.as_slice(), u.shape[1]))
-                .collect();
-            factors.insert(
-                "lora_up.weight".into(),
-                Factor {
-                    shape: up_shape,
-                    values: side_by_side(&cols, t),
-                },
-            );
-            if algorithm.name() == "tucker2" {
-                let mids: Vec<Factor> = parts
-                    .iter()
-                    .map(|(l, _)| get(l, "lora_mid.weight"))
-                    .collect::<Result<_>>()?;
-                let k: usize = mids[0].shape[2..].iter().product();
-                let mut values = vec![0f32; total * total * k];
-                let mut at = 0;
-                for m in &mids {
-                    let r = m.shape[0];
-                    for p in 0..r {
-                        for q in 0..r {
-                            let src = (p * r + q) * k;
-                            let dst = ((at + p) * total + at + q) * k;
-                            values[dst..dst + k].copy_from_slice(&m.values[src..src + k]);
-                        }
-                    }
-                    at += r;
-                }
-                let mut shape = vec![total, total];
-                shape.extend(mids[0].shape[2..].iter().copied());
-                factors.insert("lora_mid.weight".into(), Factor { shape, values });
-            }
-        }
-        "cp" => {
-            for n in first.factors.keys() {
-                let fs: Vec<Factor> = parts
-                    .iter()
-                    .map(|(l, w)| {
-                        let f = get(l, n)?;
-                        Ok(if n == "cp_up" {
-                            scaled(f, w * l.scale)
-                        } else {
-                            f
-                        })
-                    })
-                    .collect::<Result<_>>()?;
-                let rows = fs[0].shape[0];
-                if fs.iter().any(|f| f.shape[0] != rows) {
-                    return Err(refuse("its adapters have different shapes".into()));
-                }
-                let cols: Vec<(&[f32], usize)> = fs
-                    .iter()
-                    .map(|f| (f.values.as_slice(), f.shape[1]))
-                    .collect();
-                factors.insert(
-                    n.clone(),
-                    Factor {
-                        shape: vec![rows, total],
-                        values: side_by_side(&cols, rows),
-                    },
-                );
-            }
-        }
-        other => {
-            return Err(refuse(format!(
-                "{other} updates are products and do not combine by concatenation"
-            )));
-        }
-    }
     Ok(LayerAdapter {
         module: module.to_string(),
         key_prefix: module.to_string(),

@@ -7,7 +7,7 @@ mod common;
 
 use common::assert_close;
 use lora_files::adapter::{Magnitude, MagnitudeLayout};
-use lora_files::algorithm::{Algorithm, Factor, Factors, LoHa, LoKr, Site};
+use lora_files::algorithm::{Algorithm, Factor, Factors, LoHa, LoHaTucker, LoKr, Site};
 use lora_files::{AdapterFile, Format, LayerAdapter, StateDict, Stored, merge};
 use safetensors::Dtype;
 
@@ -101,7 +101,7 @@ fn loha_plain_and_tucker_match_the_formula() {
         }
         assert_close(
             &format!("loha tucker {out}x{inp}x{k} r{r}"),
-            &delta(&LoHa, &f),
+            &delta(&LoHaTucker, &f),
             &want,
             1e-5,
         );

@@ -141,12 +141,12 @@ fn peft_dora() {
 #[test]
 fn inspect_reads_algorithm_rank_and_scale() {
     let cases = [
-        ("peft-linear", "lora", 4, 2.0, false),
-        ("peft-conv1d-rslora", "lora", 2, 2.0 / 2f64.sqrt(), false),
+        ("peft-linear", "locon", 4, 2.0, false),
+        ("peft-conv1d-rslora", "locon", 2, 2.0 / 2f64.sqrt(), false),
         ("lycoris-conv2d-tucker", "tucker2", 4, 0.5, false),
         ("lycoris-loha-conv2d", "loha", 4, 0.5, false),
         ("lycoris-lokr-conv2d", "lokr", 1, 1.0, false),
-        ("peft-dora-conv2d", "lora", 3, 2.0, true),
+        ("peft-dora-conv2d", "locon", 3, 2.0, true),
     ];
     for (name, algorithm, rank, scale, dora) in cases {
         let dir = fixture(name);
@@ -232,8 +232,8 @@ fn lycoris_grouped_conv_resolves_to_block_3() {
         [
             ("block.0", "tucker2"),
             ("block.3", "tucker2"),
-            ("block.5", "lora"),
-            ("head", "lora"),
+            ("block.5", "locon"),
+            ("head", "locon"),
             ("stem.0", "tucker2"),
         ]
     );

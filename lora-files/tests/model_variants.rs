@@ -67,16 +67,16 @@ fn every_variant_on_1d_2d_3d_survives_the_native_file() {
         let file =
             file_from_model(&adapted, &PathMap::identity()).unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = file.layers.iter().map(|l| l.algorithm.name()).collect();
+        // One name per type; DoRA is a LoCon layer with a magnitude.
         let conv = match variant.name() {
-            "locon" | "dora" => "lora",
-            "loha-tucker" => "loha",
+            "dora" => "locon",
             other => other,
         };
         // Linear weights get the type itself when it adapts them, plain LoRA otherwise.
         let head = if variant.adapts_linear() {
             conv
         } else {
-            "lora"
+            "locon"
         };
         assert_eq!(names, [conv, conv, conv, head], "{variant:?}");
         let doras = file.layers.iter().filter(|l| l.magnitude.is_some()).count();

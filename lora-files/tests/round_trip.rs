@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::fixture;
 use lora_files::algorithm::{Cp, Factor, Factors};
+use lora_files::format::native::VERSION;
 use lora_files::format::{self, ReadOptions};
 use lora_files::{AdapterFile, FileError, Format, LayerAdapter, StateDict, merge};
 
@@ -265,7 +266,7 @@ fn corrupted_files_are_refused_by_name() {
     let meta = dict.metadata["lora_files"].clone();
     dict.metadata.insert(
         "lora_files".to_string(),
-        meta.replace("\"version\":2", "\"version\":3"),
+        meta.replace(&version(VERSION), &version(VERSION + 1)),
     );
     dict.write(&dir.join("v2.safetensors"))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -388,7 +389,7 @@ fn native_base_shape_is_checked_against_the_base() {
 }
 
 /// A version-1 native file (CP's `cp_down` stored as `[in, r]`) reads as the same adapter as
-/// the version-2 file it was rewritten from; any other version is refused by name.
+/// the current-version file it was rewritten from; any other version is refused by name.
 #[test]
 fn version_1_cp_files_are_read_with_their_old_layout() {
     let cp = cp_adapter();
@@ -398,7 +399,7 @@ fn version_1_cp_files_are_read_with_their_old_layout() {
     let mut dict = lora_files::StateDict::read(&v2).unwrap_or_else(|e| panic!("{e}"));
     // Rewrite as version 1: the metadata's version, and cp_down transposed to [in, r].
     let key = lora_files::format::native::METADATA_KEY;
-    let meta = dict.metadata[key].replace("\"version\":2", "\"version\":1");
+    let meta = dict.metadata[key].replace(&version(VERSION), &version(1));
     assert_ne!(meta, dict.metadata[key], "the metadata names its version");
     dict.metadata.insert(key.to_string(), meta.clone());
     let down = &cp.layers[0].factors["cp_down"];
@@ -416,10 +417,10 @@ fn version_1_cp_files_are_read_with_their_old_layout() {
     let v1 = dir.join("v1.safetensors");
     dict.write(&v1).unwrap_or_else(|e| panic!("{e}"));
     same(&cp, &read(&v1));
-    // Version 3 does not exist yet.
+    // The next version does not exist yet.
     dict.metadata.insert(
         key.to_string(),
-        meta.replace("\"version\":1", "\"version\":3"),
+        meta.replace(&version(1), &version(VERSION + 1)),
     );
     let v3 = dir.join("v3.safetensors");
     dict.write(&v3).unwrap_or_else(|e| panic!("{e}"));
@@ -428,4 +429,9 @@ fn version_1_cp_files_are_read_with_their_old_layout() {
         matches!(&err, Err(FileError::Config { field, .. }) if field == "version"),
         "{err:?}"
     );
+}
+
+/// A native file's metadata text for `version`.
+fn version(v: u32) -> String {
+    format!("\"version\":{v}")
 }

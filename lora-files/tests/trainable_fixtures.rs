@@ -137,7 +137,7 @@ fn lycoris_lokr_full_w2_as_a_trainable_module() {
 /// merged weight `m ⊙ V / ‖V‖`, and the base back after unmerge.
 #[test]
 fn peft_dora_as_a_trainable_module() {
-    check("peft-dora-conv2d", "lora");
+    check("peft-dora-conv2d", "locon");
 }
 
 /// LyCORIS's DoRA layout (`dora_scale [out, 1, 1, 1]`, `wd_on_out`) onto a model: PEFT's DoRA
@@ -164,6 +164,6 @@ fn lycoris_dora_wd_on_out_as_a_trainable_module() {
         vec![out, 1, 1, 1],
         "dora_scale as LyCORIS stores it"
     );
-    check_file(name, &path, "lora");
+    check_file(name, &path, "locon");
     let _ = std::fs::remove_dir_all(&dir);
 }

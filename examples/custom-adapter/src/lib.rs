@@ -14,11 +14,15 @@
 //! ```
 //!
 //! From then on attach, training, merge/unmerge, the bypass form, native files and 3D inflation
-//! work on it; [`walkthrough::run`] checks each.
+//! work on it, LyCORIS files hold it as full diffs ([`full_diff`]: its merged update, the
+//! factors lost) and PEFT refuses it by name and reason; [`walkthrough::run`] checks each.
 
 #![forbid(unsafe_code)]
 
+pub mod full_diff;
+pub mod net;
 mod separable;
 pub mod walkthrough;
 
+pub use net::Net;
 pub use separable::SeparableAdapter;

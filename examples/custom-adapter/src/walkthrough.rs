@@ -2,14 +2,16 @@
 //! used through the library's own entry points, every step checked.
 
 use std::error::Error;
+use std::path::Path;
 
 use crate::SeparableAdapter;
+use crate::full_diff;
+use crate::net::Net;
 use burn::module::Module;
-use burn::nn::PaddingConfig2d;
-use burn::nn::conv::{Conv2d, Conv2dConfig, Conv3d};
+use burn::nn::conv::Conv2d;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
-use lora_3d::{Inflate, InflateOptions, Inflation, inflate};
+use lora_3d::{InflateOptions, inflate};
 use lora_conv::{ConvFactory, ConvLayer, ConvVariant, ForwardMode, LoraConv, conv_config};
 use lora_core::{AdapterSpec, merge, param_counts, unmerge};
 use lora_files::Format;
@@ -18,55 +20,6 @@ use lora_files::model::{PathMap, attach_file, file_from_model};
 
 /// What the walkthrough returns: the first failed check, or any library error, as an error.
 pub type Outcome = Result<(), Box<dyn Error>>;
-
-/// A two-conv network.
-#[derive(Module, Debug)]
-struct Net {
-    a: Conv2d,
-    b: Conv2d,
-}
-
-impl Net {
-    fn new(device: &Device) -> Self {
-        let conv = |i, o| {
-            Conv2dConfig::new([i, o], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(device)
-        };
-        Self {
-            a: conv(3, 8),
-            b: conv(8, 8),
-        }
-    }
-
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.b
-            .forward(burn::tensor::activation::relu(self.a.forward(x)))
-    }
-}
-
-#[derive(Module, Debug)]
-struct Net3d {
-    a: Conv3d,
-    b: Conv3d,
-}
-
-impl Inflate for Net {
-    type Output = Net3d;
-    fn inflate(self, cx: &mut Inflation) -> lora_3d::Result<Net3d> {
-        Ok(Net3d {
-            a: self.a.inflate(cx)?,
-            b: self.b.inflate(cx)?,
-        })
-    }
-}
-
-impl Net3d {
-    fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        self.b
-            .forward(burn::tensor::activation::relu(self.a.forward(x)))
-    }
-}
 
 fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     (a - b).abs().max().into_scalar::<f32>()
@@ -82,11 +35,22 @@ fn check(what: &str, ok: bool, detail: String) -> Outcome {
 }
 
 /// Register [`SeparableAdapter`], then attach, train, merge, unmerge, run its bypass form, save
-/// and load it, and inflate it to 3D, checking the numbers of each step (printed as it goes).
+/// and load it, write it to LyCORIS as full diffs and refuse it for PEFT, and inflate it to 3D,
+/// checking the numbers of each step (printed as it goes).
 ///
 /// # Errors
 /// The first check that fails, or any library error.
 pub fn run() -> Outcome {
+    run_with(None)
+}
+
+/// [`run`], also writing the files of `tests/fixtures/lycoris-full/` to `fixture` (the base,
+/// the native and LyCORIS files, an input and the trained model's output) for
+/// `scripts/fixtures/custom_full.py` to check with the real LyCORIS.
+///
+/// # Errors
+/// As [`run`], and any failure to write the fixture.
+pub fn run_with(fixture: Option<&Path>) -> Outcome {
     // The one line that registers the type.
     lora_conv::register(ConvVariant::of::<SeparableAdapter>())?;
     let variant: ConvVariant = "separable".parse()?;
@@ -252,6 +216,40 @@ pub fn run() -> Outcome {
         format!("max |file merge - model merge| = {d:.2e}"),
     )?;
 
+    // LyCORIS has no layout for the type's factors: each layer goes as a full diff, its
+    // merged update, the factors lost. Merged into the base, the file gives the trained outputs.
+    let base_dict = base.state_dict();
+    let lycoris_path = std::env::temp_dir().join(format!(
+        "custom-adapter-lycoris-{}.safetensors",
+        std::process::id()
+    ));
+    let moved = full_diff::write(&read, &base_dict, "base", &lycoris_path)?;
+    let mut back = format::read(&lycoris_path, &ReadOptions::default())?;
+    std::fs::remove_file(&lycoris_path)?;
+    lora_files::merge::resolve(&mut back, &base_dict, &ReadOptions::default().prefixes)?;
+    let merged_dict = lora_files::merge::merge(&base_dict, "base", &back, 1.0)?;
+    let by_lycoris = Net::from_state_dict(&merged_dict, "the merged LyCORIS file", &device)?;
+    let d = max_diff(by_lycoris.forward(x.clone()), trained.forward(x.clone()));
+    check(
+        "LyCORIS full diff",
+        moved == ["a", "b"] && back.layers.is_empty() && back.diffs.len() == 2 && d < 1e-5,
+        format!(
+            "layers {moved:?} written as LyCORIS full diffs (their merged update; the separable \
+             factors are lost), read back as {} diffs; max |base + diff - trained| = {d:.2e}",
+            back.diffs.len()
+        ),
+    )?;
+    if let Some(dir) = fixture {
+        write_fixture(
+            dir,
+            &read,
+            &base_dict,
+            x.clone(),
+            trained.forward(x.clone()),
+        )?;
+        println!("     fixture written to {}", dir.display());
+    }
+
     // Inflate to 3D: centre inflation is exact on every slice of a volume.
     let net3d = inflate(trained.clone(), &InflateOptions::new(3))?;
     let v = Tensor::<5>::random([2, 3, 1, 10, 10], Distribution::Normal(0.0, 1.0), &device);
@@ -281,4 +279,32 @@ fn randomize(layer: LoraConv<Conv2d>) -> lora_core::Result<LoraConv<Conv2d>> {
     }
     let adapter = layer.adapter().clone().map(&mut Noise);
     layer.with_adapter("b", adapter)
+}
+
+/// The fixture files (see [`run_with`]).
+fn write_fixture(
+    dir: &Path,
+    file: &lora_files::AdapterFile,
+    base: &lora_files::StateDict,
+    input: Tensor<4>,
+    output: Tensor<4>,
+) -> Outcome {
+    use lora_files::{StateDict, Stored};
+    std::fs::create_dir_all(dir)?;
+    base.write(&dir.join("base.safetensors"))?;
+    format::write(file, Format::Native, &dir.join("native.safetensors"))?;
+    full_diff::write(file, base, "base", &dir.join("lycoris.safetensors"))?;
+    let mut reference = StateDict::default();
+    for (name, t) in [("input", input), ("output_ours", output)] {
+        let dims = t.dims().to_vec();
+        let values = t
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| format!("{e:?}"))?;
+        reference
+            .tensors
+            .insert(name.to_string(), Stored::from_f32(dims, &values));
+    }
+    reference.write(&dir.join("reference.safetensors"))?;
+    Ok(())
 }

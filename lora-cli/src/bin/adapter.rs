@@ -4,7 +4,7 @@
 //! adapter inspect PATH [--json] [--base BASE.safetensors] [--prefix P]
 //! adapter merge --base BASE.safetensors --adapter PATH --out MERGED.safetensors [--multiplier M]
 //! adapter convert --adapter PATH --base BASE.safetensors --to peft|lycoris|native --out OUT
-//!                 [--groups MODULE=G ...]
+//!                 [--groups MODULE=G ...] [--full-diff]
 //! ```
 //!
 //! PATH is a PEFT directory, a LyCORIS/kohya `.safetensors` file or a native adapter file; the
@@ -79,6 +79,11 @@ enum Command {
         /// layout for a grouped conv needs them); may be repeated.
         #[arg(long, value_name = "MODULE=G")]
         groups: Vec<String>,
+        /// With --to lycoris: write the layers whose algorithm LyCORIS has no layout for (CP,
+        /// or a type registered outside the library) as full diffs, their merged update; their
+        /// factors are lost. Without it such a layer is refused.
+        #[arg(long)]
+        full_diff: bool,
     },
 }
 
@@ -288,20 +293,42 @@ fn run(args: Args) -> Result<String, Failure> {
             to,
             out,
             groups,
+            full_diff,
         } => {
+            if full_diff && to != Format::Lycoris {
+                return Err(Failure::Usage(format!(
+                    "--full-diff writes LyCORIS full diffs; it needs --to lycoris, not --to {}",
+                    to.name()
+                )));
+            }
             refuse_overwrite(&out, &[("--base", &base), ("--adapter", &adapter)])?;
             let base_dict = StateDict::read(&base)?;
             let mut adapter = load(&adapter, Some((&base_dict, &base)), &options)?;
             set_groups(&mut adapter, &groups)?;
             let base_file = base.display().to_string();
+            let mut as_diffs = Vec::new();
             if to == Format::Lycoris {
+                if full_diff {
+                    as_diffs = merge::layers_to_diffs(&mut adapter, &base_dict, &base_file, |l| {
+                        !l.algorithm.lycoris_names()
+                    })?;
+                }
                 merge::replacements_to_diffs(&mut adapter, &base_dict, &base_file)?;
             } else {
                 merge::diffs_to_replacements(&mut adapter, &base_dict, &base_file)?;
             }
             format::write(&adapter, to, &out)?;
+            let lost = if as_diffs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} layer(s) as full diffs, their factors lost: {}",
+                    as_diffs.len(),
+                    as_diffs.join(", ")
+                )
+            };
             Ok(format!(
-                "wrote {} layer(s) as {} to {}",
+                "wrote {} layer(s) as {} to {}{lost}",
                 adapter.layers.len(),
                 to.name(),
                 out.display()

@@ -5,6 +5,7 @@ use burn::tensor::Device;
 use lora_conv::functional::cp;
 use lora_conv::{AnyAdapter, CpAdapter};
 
+use super::concat::{self, Part};
 use super::modules::{part, put};
 use super::{Algorithm, Delta, Factors, ModuleFactors, ModuleLayer, Site};
 use crate::error::Result;
@@ -69,6 +70,30 @@ impl Algorithm for Cp {
         false
     }
 
+    fn concatenate(&self, parts: &[Part<'_>]) -> std::result::Result<Factors, String> {
+        // The down factors `[r, in]` stacked; the up and spatial factors `[rows, r]` side by
+        // side, the up factor carrying the weights.
+        let mut factors = Factors::new();
+        for name in parts
+            .first()
+            .map(|p| p.factors.keys())
+            .into_iter()
+            .flatten()
+        {
+            let f = if name == DOWN {
+                let downs: Vec<_> = parts
+                    .iter()
+                    .map(|p| p.factor(DOWN))
+                    .collect::<std::result::Result<_, _>>()?;
+                concat::stacked(&downs)?
+            } else {
+                concat::columns(parts, name, name == UP)?
+            };
+            factors.insert(name.clone(), f);
+        }
+        Ok(factors)
+    }
+
     fn has_module(&self) -> bool {
         true
     }
@@ -93,15 +118,7 @@ impl Algorithm for Cp {
         }))
     }
 
-    fn read_module(
-        &self,
-        module: &str,
-        parts: &ModuleFactors<'_>,
-        shape: &[usize],
-    ) -> Option<(Factors, usize)> {
-        if module != "cp" {
-            return None;
-        }
+    fn read_module(&self, parts: &ModuleFactors<'_>, shape: &[usize]) -> Option<(Factors, usize)> {
         let ((ud, uv), (dd, dv)) = (part(parts, "up")?, part(parts, "down")?);
         let mut f = Factors::new();
         put(&mut f, UP, ud.clone(), uv.clone());

@@ -167,15 +167,7 @@ impl Algorithm for LoKr {
         )?))
     }
 
-    fn read_module(
-        &self,
-        module: &str,
-        parts: &ModuleFactors<'_>,
-        shape: &[usize],
-    ) -> Option<(Factors, usize)> {
-        if module != "lokr" {
-            return None;
-        }
+    fn read_module(&self, parts: &ModuleFactors<'_>, shape: &[usize]) -> Option<(Factors, usize)> {
         let mut f = Factors::new();
         let (d1, v1) = part(parts, "w1")?;
         put(&mut f, "lokr_w1", d1.clone(), v1.clone());

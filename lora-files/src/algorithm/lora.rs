@@ -1,14 +1,21 @@
 //! LoRA / LoCon: `ΔW = up · down`, with `down` the kxk (or linear) down projection and `up` a
-//! pointwise up projection. PEFT's `lora_A`/`lora_B` are the same factors under other names.
+//! pointwise up projection. PEFT's `lora_A`/`lora_B` are the same factors under other names
+//! (grouped convs aside: `crate::format::peft_groups` converts). Native files before version 3
+//! called it `lora`.
 
 use burn::tensor::Device;
 use lora_conv::functional::locon;
 use lora_conv::{AnyAdapter, LoConAdapter};
 use lora_core::LoraError;
 
+use super::concat::{self, Part};
 use super::modules::{by_rank, ones, part, put};
-use super::{Algorithm, Delta, Factors, ModuleFactors, ModuleLayer, Site, exactly, pointwise};
+use super::{
+    Algorithm, Delta, Factor, Factors, ModuleFactors, ModuleLayer, Site, exactly, pointwise,
+};
+use crate::LayerAdapter;
 use crate::error::Result;
+use crate::format::peft_groups;
 
 /// LoRA on a linear layer, LoCon on a convolution (kohya, LyCORIS, PEFT).
 #[derive(Debug, Clone, Copy)]
@@ -20,7 +27,11 @@ const UP: &str = "lora_up.weight";
 
 impl Algorithm for LoCon {
     fn name(&self) -> &'static str {
-        "lora"
+        "locon"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["lora"]
     }
 
     fn claims(&self, names: &[&str]) -> bool {
@@ -51,6 +62,14 @@ impl Algorithm for LoCon {
             matrix: locon::delta(down.matrix(r), up.matrix(t), 1.0),
             shape: Some(shape),
         })
+    }
+
+    fn peft_factors(&self, layer: &LayerAdapter) -> Option<Result<(Factor, Factor)>> {
+        Some(peft_groups::to_peft(layer))
+    }
+
+    fn concatenate(&self, parts: &[Part<'_>]) -> std::result::Result<Factors, String> {
+        concatenate_down_up(parts)
     }
 
     fn has_module(&self) -> bool {
@@ -84,15 +103,7 @@ impl Algorithm for LoCon {
         )?)))
     }
 
-    fn read_module(
-        &self,
-        module: &str,
-        parts: &ModuleFactors<'_>,
-        shape: &[usize],
-    ) -> Option<(Factors, usize)> {
-        if module != "locon" {
-            return None;
-        }
+    fn read_module(&self, parts: &ModuleFactors<'_>, shape: &[usize]) -> Option<(Factors, usize)> {
         let ((dd, dv), (ud, uv)) = (part(parts, "down")?, part(parts, "up")?);
         let mut f = Factors::new();
         if shape.len() == 2 {
@@ -108,4 +119,17 @@ impl Algorithm for LoCon {
         put(&mut f, UP, up.collect(), uv.clone());
         Some((f, r))
     }
+}
+
+/// LoCon's (and Tucker-2's outer) factors of a sum of adapters: the down factors stacked, the
+/// up factors side by side, each weighted.
+pub(crate) fn concatenate_down_up(parts: &[Part<'_>]) -> std::result::Result<Factors, String> {
+    let downs: Vec<&Factor> = parts
+        .iter()
+        .map(|p| p.factor(DOWN))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut factors = Factors::new();
+    factors.insert(DOWN.to_string(), concat::stacked(&downs)?);
+    factors.insert(UP.to_string(), concat::columns(parts, UP, true)?);
+    Ok(factors)
 }

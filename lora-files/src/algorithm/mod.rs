@@ -3,11 +3,19 @@
 //!
 //! To add an algorithm: implement [`Algorithm`] in one file, then register it with one line,
 //! [`Registry::with`] (from any crate). Recognition, inspection, merging, the DoRA magnitude and
-//! the native format then work for it; the PEFT and LyCORIS writers take it when its
-//! [`Algorithm::lycoris_names`] says it has a LyCORIS layout. An algorithm whose layers can
-//! train also says how a layer becomes a `lora_conv` module ([`Algorithm::to_module`]) and how
-//! a trained module becomes its factors ([`Algorithm::read_module`]); `crate::model` calls
-//! them and holds no per-type code.
+//! the native format then work for it; the LyCORIS writer takes it when its
+//! [`Algorithm::lycoris_names`] says it has a LyCORIS layout, and the PEFT writer when
+//! [`Algorithm::peft_factors`] gives its layers as PEFT's `lora_A`/`lora_B`. An algorithm whose
+//! layers can train also says how a layer becomes a `lora_conv` module
+//! ([`Algorithm::to_module`]) and how a trained module becomes its factors
+//! ([`Algorithm::read_module`]), and one whose updates add up by concatenating factors says how
+//! ([`Algorithm::concatenate`]); `crate::model`, `crate::set` and `crate::format` call them and
+//! hold no per-type code.
+//!
+//! Each algorithm has one name, the same as its `lora_conv` adapter type's (`locon`, `tucker2`,
+//! `cp`, `loha`, `loha-tucker`, `lokr`), and may answer to older names
+//! ([`Algorithm::aliases`]): native files before version 3 called LoCon `lora` and LoHa-Tucker
+//! `loha`.
 
 use std::collections::BTreeMap;
 
@@ -16,16 +24,20 @@ use lora_conv::AnyAdapter;
 
 use crate::error::{FileError, Result};
 
+mod concat;
 mod cp;
 mod loha;
+mod loha_tucker;
 mod lokr;
 mod lora;
 mod module;
 mod modules;
 mod tucker;
 
+pub use concat::Part;
 pub use cp::Cp;
 pub use loha::LoHa;
+pub use loha_tucker::LoHaTucker;
 pub use lokr::LoKr;
 pub use lora::LoCon;
 pub use module::Module;
@@ -106,8 +118,16 @@ impl<'a> Site<'a> {
 
 /// One adapter algorithm.
 pub trait Algorithm: Send + Sync + 'static {
-    /// Its name, as `adapter inspect` prints it and the native format stores it.
+    /// Its name, as `adapter inspect` prints it and the native format stores it: the name of
+    /// its `lora_conv` adapter type, when it has one.
     fn name(&self) -> &'static str;
+
+    /// Older names it answers to in [`Registry::by_name`] (native files before version 3).
+    /// Two algorithms may share an alias; the layer's factor names then decide
+    /// ([`Registry::named`]).
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
 
     /// Whether a layer with exactly these factor names (without `alpha` and the DoRA magnitude)
     /// is this algorithm's.
@@ -136,6 +156,28 @@ pub trait Algorithm: Send + Sync + 'static {
         true
     }
 
+    /// The layer as PEFT's `lora_A` and `lora_B` factors (PyTorch layout), or `None` when PEFT
+    /// LoRA files cannot hold this algorithm (only LoRA/LoCon fit them).
+    fn peft_factors(&self, layer: &crate::LayerAdapter) -> Option<Result<(Factor, Factor)>> {
+        let _ = layer;
+        None
+    }
+
+    /// The factors of one layer whose update is the sum of the parts' updates, each scaled by
+    /// its [`Part::weight`], at rank `Σ rank` and scale 1; `Err(why)` when this algorithm's
+    /// updates do not add up by concatenating factors (products such as LoHa and LoKr), or the
+    /// parts' shapes differ. The parts have no DoRA magnitude.
+    ///
+    /// # Errors
+    /// The reason, for [`crate::set::AdapterSet::combine`]'s error.
+    fn concatenate(&self, parts: &[Part<'_>]) -> std::result::Result<Factors, String> {
+        let _ = parts;
+        Err(format!(
+            "{} updates are products and do not combine by concatenation",
+            self.name()
+        ))
+    }
+
     /// Trainable scalars in the factors.
     fn param_count(&self, factors: &Factors) -> usize {
         factors.values().map(|f| f.values.len()).sum()
@@ -158,17 +200,12 @@ pub trait Algorithm: Send + Sync + 'static {
         Err(layer.wrong(format!("no trainable module type for {}", self.name())))
     }
 
-    /// This algorithm's factors and rank for a trained `lora_conv` module of type `module`
-    /// (its factors `parts`, by their path below the type's name) on a burn weight of shape
-    /// `shape` (burn layout: `[d_in, d_out]` for a linear weight); `None` when `module` is not
-    /// a type this algorithm writes, or a factor is missing.
-    fn read_module(
-        &self,
-        module: &str,
-        parts: &ModuleFactors<'_>,
-        shape: &[usize],
-    ) -> Option<(Factors, usize)> {
-        let _ = (module, parts, shape);
+    /// This algorithm's factors and rank for a trained `lora_conv` module of the adapter type
+    /// of the same name (its factors `parts`, by their path below the type's name) on a burn
+    /// weight of shape `shape` (burn layout: `[d_in, d_out]` for a linear weight); `None` when
+    /// a factor is missing.
+    fn read_module(&self, parts: &ModuleFactors<'_>, shape: &[usize]) -> Option<(Factors, usize)> {
+        let _ = (parts, shape);
         None
     }
 }
@@ -194,10 +231,10 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// LoCon (LoRA), Tucker-2, LoHa, LoKr and CP.
+    /// LoCon (LoRA), Tucker-2, LoHa, LoHa-Tucker, LoKr and CP.
     pub fn builtin() -> Self {
         Self {
-            algorithms: vec![&LoCon, &Tucker2, &LoHa, &LoKr, &Cp],
+            algorithms: vec![&LoCon, &Tucker2, &LoHa, &LoHaTucker, &LoKr, &Cp],
         }
     }
 
@@ -217,14 +254,22 @@ impl Registry {
         self.algorithms.iter().copied().find(|a| a.claims(names))
     }
 
-    /// The algorithm called `name`: a registered one, or else any adapter type registered with
-    /// `lora_conv` (its module's factors are the file's, see [`Module`]).
+    /// The algorithm called `name` (or that has it as an alias): a registered one, or else any
+    /// adapter type registered with `lora_conv` (its module's factors are the file's, see
+    /// [`Module`]).
     pub fn by_name(&self, name: &str) -> Option<&'static dyn Algorithm> {
-        self.algorithms
-            .iter()
-            .copied()
-            .find(|a| a.name() == name)
-            .or_else(|| Module::by_name(name))
+        self.named(name, None)
+    }
+
+    /// [`Registry::by_name`] for a layer with the factor names `factors`: of the registered
+    /// algorithms that answer to `name`, the one that claims these factors (an alias two
+    /// algorithms share, such as `loha`, resolves by the layer's factors), else the first.
+    pub fn named(&self, name: &str, factors: Option<&[&str]>) -> Option<&'static dyn Algorithm> {
+        let answers = |a: &&'static dyn Algorithm| a.name() == name || a.aliases().contains(&name);
+        let mut named = self.algorithms.iter().copied().filter(answers).peekable();
+        let first = named.peek().copied();
+        let claiming = factors.and_then(|f| named.find(|a| a.claims(f)));
+        claiming.or(first).or_else(|| Module::by_name(name))
     }
 }
 

@@ -266,15 +266,7 @@ impl Algorithm for Module {
     }
 
     /// The module's own factors, by name; the rank from their count.
-    fn read_module(
-        &self,
-        module: &str,
-        parts: &ModuleFactors<'_>,
-        shape: &[usize],
-    ) -> Option<(Factors, usize)> {
-        if module != self.name() {
-            return None;
-        }
+    fn read_module(&self, parts: &ModuleFactors<'_>, shape: &[usize]) -> Option<(Factors, usize)> {
         let torch: Vec<usize> = match shape {
             [d_in, d_out] => vec![*d_out, *d_in],
             _ => shape.to_vec(),

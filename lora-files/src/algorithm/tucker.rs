@@ -5,6 +5,8 @@ use burn::tensor::Device;
 use lora_conv::functional::tucker2;
 use lora_conv::{AnyAdapter, Tucker2Adapter};
 
+use super::concat::{self, Part};
+use super::lora::concatenate_down_up;
 use super::modules::{by_rank, ones, part, put};
 use super::{Algorithm, Delta, Factors, ModuleFactors, ModuleLayer, Site, exactly, pointwise};
 use crate::error::Result;
@@ -59,6 +61,16 @@ impl Algorithm for Tucker2 {
         })
     }
 
+    fn concatenate(&self, parts: &[Part<'_>]) -> std::result::Result<Factors, String> {
+        let mut factors = concatenate_down_up(parts)?;
+        let mids: Vec<_> = parts
+            .iter()
+            .map(|p| p.factor(MID))
+            .collect::<std::result::Result<_, _>>()?;
+        factors.insert(MID.to_string(), concat::block_diagonal(&mids)?);
+        Ok(factors)
+    }
+
     fn has_module(&self) -> bool {
         true
     }
@@ -73,15 +85,7 @@ impl Algorithm for Tucker2 {
         )?)))
     }
 
-    fn read_module(
-        &self,
-        module: &str,
-        parts: &ModuleFactors<'_>,
-        shape: &[usize],
-    ) -> Option<(Factors, usize)> {
-        if module != "tucker2" {
-            return None;
-        }
+    fn read_module(&self, parts: &ModuleFactors<'_>, shape: &[usize]) -> Option<(Factors, usize)> {
         let (dd, dv) = part(parts, "down")?;
         let ((_, mv), (_, uv)) = (part(parts, "mid")?, part(parts, "up")?);
         let r = dd[0];

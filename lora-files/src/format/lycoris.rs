@@ -215,7 +215,9 @@ pub fn write(adapter: &AdapterFile, prefix: &str, path: &Path) -> Result<()> {
             return Err(refuse_inexpressible(
                 layer,
                 Format::Lycoris,
-                "LyCORIS has no layout for this algorithm; use the native format",
+                "LyCORIS has no layout for this algorithm's factors; use the native format, or \
+                 write its update as a full diff (adapter convert --full-diff, \
+                 merge::layers_to_diffs), losing the factors",
             ));
         }
         let forced_one = layer.algorithm.scale(Some(0.0), layer.rank, &layer.factors) == 1.0

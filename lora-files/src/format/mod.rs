@@ -10,7 +10,8 @@ use crate::state_dict::StateDict;
 pub mod lycoris;
 pub mod native;
 pub mod peft;
-mod peft_groups;
+mod peft_config;
+pub(crate) mod peft_groups;
 
 /// The format of `path`: a directory with `adapter_config.json` is PEFT; a `.safetensors` file
 /// whose metadata says so is native; any other `.safetensors` file is LyCORIS/kohya.

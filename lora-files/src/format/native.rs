@@ -3,7 +3,7 @@
 //! (`extra.<base key>`), and whose metadata entry `lora_files` is a JSON document:
 //!
 //! ```json
-//! {"format": "lora-files", "version": 2, "rslora": false,
+//! {"format": "lora-files", "version": 3, "rslora": false,
 //!  "layers": [{"module": "block.0", "algorithm": "tucker2", "rank": 4, "alpha": 2.0,
 //!              "scale": 0.5, "factors": ["lora_down.weight", "lora_mid.weight", "lora_up.weight"],
 //!              "magnitude": null, "base_shape": [16, 8, 3, 3]}],
@@ -14,10 +14,13 @@
 //! algorithm is expressible here, CP included, and any adapter type registered with
 //! `lora_conv` (under its module's factor names).
 //!
+//! Each layer's `algorithm` is the name of its `lora_conv` adapter type. Version 3 renamed two
+//! algorithms to match: LoCon was `lora` and LoHa-Tucker was `loha` (with `hada_t1` among its
+//! factors); both old names are still read, the factor names telling LoHa-Tucker from LoHa.
 //! Version 2 stores CP's `cp_down` as `[r, in/groups]`, like Tucker-2's down factor; version 1
-//! stored it as `[in/groups, r]`, and is still read (the factor is transposed on reading). Reading checks the version, that the
-//! metadata and the tensors name the same keys, shapes, dtypes and finiteness, before anything
-//! is returned.
+//! stored it as `[in/groups, r]`, and is still read (the factor is transposed on reading).
+//! Reading checks the version, that the metadata and the tensors name the same keys, shapes,
+//! dtypes and finiteness, before anything is returned.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -31,8 +34,8 @@ use crate::state_dict::{StateDict, Stored};
 
 /// The metadata key that marks a native file.
 pub const METADATA_KEY: &str = "lora_files";
-/// The format version this crate writes (it reads this one and version 1).
-pub const VERSION: u32 = 2;
+/// The format version this crate writes (it reads versions 1 to this one).
+pub const VERSION: u32 = 3;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,14 +129,18 @@ pub fn read(path: &Path, registry: &Registry) -> Result<AdapterFile> {
     let mut expected_keys = BTreeSet::new();
     let mut layers = Vec::new();
     for lm in &meta.layers {
-        let algorithm = registry
-            .by_name(&lm.algorithm)
-            .ok_or_else(|| FileError::Config {
-                file: file.clone(),
-                field: format!("layers[{}].algorithm", lm.module),
-                value: format!("{:?}", lm.algorithm),
-                why: format!("no registered algorithm has this name ({registry:?})"),
-            })?;
+        // Versions 1 and 2 called LoCon `lora` and LoHa-Tucker `loha`: aliases, told apart by
+        // the layer's factors.
+        let names: Vec<&str> = lm.factors.iter().map(String::as_str).collect();
+        let algorithm =
+            registry
+                .named(&lm.algorithm, Some(&names))
+                .ok_or_else(|| FileError::Config {
+                    file: file.clone(),
+                    field: format!("layers[{}].algorithm", lm.module),
+                    value: format!("{:?}", lm.algorithm),
+                    why: format!("no registered algorithm has this name ({registry:?})"),
+                })?;
         if !lm.scale.is_finite() {
             return Err(FileError::Config {
                 file,

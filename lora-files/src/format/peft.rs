@@ -13,12 +13,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use regex::Regex;
 use serde_json::{Map, Value, json};
 
 use crate::adapter::{AdapterFile, Format, LayerAdapter, Magnitude, MagnitudeLayout};
 use crate::algorithm::{Factor, Factors, LoCon, unsupported_algorithm};
 use crate::error::{FileError, Result, io};
+use crate::format::peft_config::{names_module, parse_config};
 use crate::format::{peft_groups, refuse_inexpressible};
 use crate::state_dict::{StateDict, Stored};
 
@@ -27,243 +27,6 @@ pub const CONFIG: &str = "adapter_config.json";
 /// The weights file's name.
 pub const WEIGHTS: &str = "adapter_model.safetensors";
 const PREFIX: &str = "base_model.model.";
-
-/// Fields read and honoured.
-const HONOURED: [&str; 10] = [
-    "r",
-    "lora_alpha",
-    "use_rslora",
-    "target_modules",
-    "rank_pattern",
-    "alpha_pattern",
-    "modules_to_save",
-    "use_dora",
-    "peft_type",
-    "bias",
-];
-
-/// Fields that only affect initialisation, training or bookkeeping, never what a saved adapter
-/// computes.
-const INERT: [&str; 19] = [
-    "auto_mapping",
-    "base_model_name_or_path",
-    "revision",
-    "task_type",
-    "inference_mode",
-    "init_lora_weights",
-    "lora_dropout",
-    "loftq_config",
-    "eva_config",
-    "corda_config",
-    "lora_ga_config",
-    "megatron_config",
-    "megatron_core",
-    "layers_pattern",
-    "layers_to_transform",
-    "exclude_modules",
-    "qalora_group_size",
-    "ensure_weight_tying",
-    "peft_version",
-];
-
-fn is_unset(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-        _ => false,
-    }
-}
-
-struct Config {
-    r: usize,
-    alpha: f64,
-    rslora: bool,
-    dora: bool,
-    rank_pattern: Vec<(Regex, String, usize)>,
-    alpha_pattern: Vec<(Regex, String, f64)>,
-    modules_to_save: Vec<String>,
-    targets: Targets,
-}
-
-/// PEFT's `target_modules`: a list names modules exactly or as a `.name` suffix; a string is a
-/// full-match regex; `all-linear` is every linear layer.
-enum Targets {
-    Any,
-    List(Vec<String>),
-    Regex(Regex),
-    AllLinear,
-}
-
-impl Targets {
-    fn admits(&self, module: &str, linear: bool) -> bool {
-        match self {
-            Targets::Any => true,
-            Targets::List(names) => names.iter().any(|n| names_module(n, module)),
-            Targets::Regex(re) => re.is_match(module),
-            Targets::AllLinear => linear,
-        }
-    }
-}
-
-fn config_error(file: &str, field: &str, value: &Value, why: &str) -> FileError {
-    FileError::Config {
-        file: file.to_string(),
-        field: field.to_string(),
-        value: value.to_string(),
-        why: why.to_string(),
-    }
-}
-
-fn pattern(file: &str, field: &str, key: &str) -> Result<Regex> {
-    Regex::new(&format!(r"^(.*\.)?(?:{key})$"))
-        .map_err(|e| config_error(file, field, &json!(key), &format!("not a regex: {e}")))
-}
-
-/// A JSON list of module names, or an error naming `field`.
-fn names(file: &str, field: &str, value: &Value) -> Result<Vec<String>> {
-    let bad = |v: &Value| config_error(file, field, v, "must be a list of module names");
-    value
-        .as_array()
-        .ok_or_else(|| bad(value))?
-        .iter()
-        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad(v)))
-        .collect()
-}
-
-fn parse_config(file: &str, text: &str) -> Result<Config> {
-    let root: Value = serde_json::from_str(text).map_err(|e| io(file, e))?;
-    let obj = root
-        .as_object()
-        .ok_or_else(|| io(file, "the config is not a JSON object"))?;
-    for (field, value) in obj {
-        let f = field.as_str();
-        if HONOURED.contains(&f) || INERT.contains(&f) || is_unset(value) {
-            continue;
-        }
-        return Err(config_error(
-            file,
-            f,
-            value,
-            "this field changes what the adapter computes and is not supported",
-        ));
-    }
-    let get = |f: &str| obj.get(f).cloned().unwrap_or(Value::Null);
-    if let Some(t) = obj.get("peft_type")
-        && t != "LORA"
-    {
-        return Err(config_error(
-            file,
-            "peft_type",
-            t,
-            "only PEFT's LORA type is read",
-        ));
-    }
-    if let Some(b) = obj.get("bias")
-        && b != "none"
-    {
-        return Err(config_error(
-            file,
-            "bias",
-            b,
-            "trained biases are not supported",
-        ));
-    }
-    let r = get("r")
-        .as_u64()
-        .filter(|&r| r > 0)
-        .ok_or_else(|| config_error(file, "r", &get("r"), "must be a positive integer"))?
-        as usize;
-    let alpha = get("lora_alpha")
-        .as_f64()
-        .filter(|a| a.is_finite())
-        .ok_or_else(|| {
-            config_error(
-                file,
-                "lora_alpha",
-                &get("lora_alpha"),
-                "must be a finite number",
-            )
-        })?;
-    let flag = |f: &str| -> Result<bool> {
-        match obj.get(f) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(v) => Err(config_error(file, f, v, "must be true or false")),
-        }
-    };
-    let mut rank_pattern = Vec::new();
-    if let Some(Value::Object(m)) = obj.get("rank_pattern") {
-        for (k, v) in m {
-            let r = v.as_u64().filter(|&r| r > 0).ok_or_else(|| {
-                config_error(
-                    file,
-                    &format!("rank_pattern.{k}"),
-                    v,
-                    "must be a positive integer",
-                )
-            })?;
-            rank_pattern.push((pattern(file, "rank_pattern", k)?, k.clone(), r as usize));
-        }
-    }
-    let mut alpha_pattern = Vec::new();
-    if let Some(Value::Object(m)) = obj.get("alpha_pattern") {
-        for (k, v) in m {
-            let a = v.as_f64().filter(|a| a.is_finite()).ok_or_else(|| {
-                config_error(
-                    file,
-                    &format!("alpha_pattern.{k}"),
-                    v,
-                    "must be a finite number",
-                )
-            })?;
-            alpha_pattern.push((pattern(file, "alpha_pattern", k)?, k.clone(), a));
-        }
-    }
-    let modules_to_save = match obj.get("modules_to_save") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(v) => names(file, "modules_to_save", v)?,
-    };
-    let targets = match obj.get("target_modules") {
-        None | Some(Value::Null) => Targets::Any,
-        Some(Value::String(s)) if s == "all-linear" => Targets::AllLinear,
-        Some(Value::String(s)) => {
-            Targets::Regex(Regex::new(&format!("^(?:{s})$")).map_err(|e| {
-                config_error(
-                    file,
-                    "target_modules",
-                    &json!(s),
-                    &format!("not a regex: {e}"),
-                )
-            })?)
-        }
-        Some(v @ Value::Array(_)) => Targets::List(names(file, "target_modules", v)?),
-        Some(v) => {
-            return Err(config_error(
-                file,
-                "target_modules",
-                v,
-                "must be a list of module names or a regex",
-            ));
-        }
-    };
-    Ok(Config {
-        targets,
-        r,
-        alpha,
-        rslora: flag("use_rslora")?,
-        dora: flag("use_dora")?,
-        rank_pattern,
-        alpha_pattern,
-        modules_to_save,
-    })
-}
-
-/// Whether `module` is `name` or ends with `.name` (PEFT's rule for module lists).
-fn names_module(name: &str, module: &str) -> bool {
-    module == name || module.ends_with(&format!(".{name}"))
-}
 
 /// Read a PEFT adapter directory.
 ///
@@ -479,15 +242,16 @@ pub fn write(adapter: &AdapterFile, dir: &Path) -> Result<()> {
         }
     };
     for layer in &adapter.layers {
-        if layer.algorithm.name() != "lora" {
+        let Some(factors) = layer.algorithm.peft_factors(layer) else {
             return Err(refuse_inexpressible(
                 layer,
                 Format::Peft,
                 "PEFT LoRA files hold LoRA/LoCon factors only (lora_A, lora_B)",
             ));
-        }
+        };
+        let (a, b) = factors?;
         let prefix = format!("{PREFIX}{}", layer.module);
-        let (a, b) = peft_groups::to_peft(layer)?;
+        let axes = a.shape.len();
         for (theirs, f) in [("lora_A.weight", a), ("lora_B.weight", b)] {
             dict.tensors.insert(
                 format!("{prefix}.{theirs}"),
@@ -502,12 +266,12 @@ pub fn write(adapter: &AdapterFile, dir: &Path) -> Result<()> {
                     "PEFT's DoRA magnitude is per output channel; this one is per input channel",
                 ));
             }
-            let down = &layer.factors["lora_down.weight"].shape;
-            let shape = if down.len() == 2 {
+            // [out] beside a linear lora_A, [1, out, 1..] beside a conv's.
+            let shape = if axes == 2 {
                 vec![m.values.len()]
             } else {
                 let mut s = vec![1, m.values.len()];
-                s.extend(std::iter::repeat_n(1, down.len() - 2));
+                s.extend(std::iter::repeat_n(1, axes.saturating_sub(2)));
                 s
             };
             dict.tensors.insert(

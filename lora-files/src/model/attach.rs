@@ -67,19 +67,20 @@ fn build_torch(
                 ));
             }
         };
-        if layer.algorithm.name() != "lora" {
-            return Err(wrong(format!(
+        // DoRA here wraps a LoCon: the layer's algorithm must build one.
+        let not_locon = || {
+            wrong(format!(
                 "DoRA on {} has no trainable module type (DoRA here wraps LoRA/LoCon)",
                 layer.algorithm.name()
-            )));
-        }
+            ))
+        };
         let plain = LayerAdapter {
             magnitude: None,
             ..layer.clone()
         };
         let lora = build_torch(&plain, source, path, shape, device)?
             .into_inner::<LoConAdapter>()
-            .ok_or_else(|| wrong("the LoRA factors did not build a LoCon adapter".into()))?;
+            .ok_or_else(not_locon)?;
         let t = shape.first().copied().unwrap_or(0);
         if m.values.len() != t {
             return Err(LoraError::ShapeMismatch {

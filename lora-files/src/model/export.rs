@@ -110,19 +110,10 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
             .collect();
         variant = "locon".to_string();
     }
-    // The built-in algorithms first, then any other type registered with lora_conv (its
+    // The built-in algorithm of that name, else any other type registered with lora_conv (its
     // module's factors, by name).
-    let parts: ModuleFactors<'_> = parts;
-    let builtin = Registry::builtin();
-    let mut algorithms = builtin.algorithms();
-    if let Some(found) = algorithms.find_map(|a| {
-        a.read_module(&variant, &parts, &seen.shape)
-            .map(|(f, r)| (a, f, r))
-    }) {
-        return Some(found);
-    }
-    let algorithm = crate::algorithm::Module::by_name(&variant)?;
-    let (factors, rank) = algorithm.read_module(&variant, &parts, &seen.shape)?;
+    let algorithm = Registry::builtin().by_name(&variant)?;
+    let (factors, rank) = algorithm.read_module(&parts, &seen.shape)?;
     Some((algorithm, factors, rank))
 }
 

@@ -1,6 +1,6 @@
 //! Linear-LoRA demo: a frozen random MLP learns a rank-r perturbation of itself.
 //!
-//! `cargo run -p experiments --bin demo -- [--device cpu|wgpu|cuda] [--steps N]`
+//! `cargo run -p experiments --example demo -- [--device cpu|wgpu|cuda] [--steps N]`
 
 use std::process::ExitCode;
 use std::time::Instant;

@@ -1,0 +1,73 @@
+//! The outside type, written to LyCORIS as full diffs, is what the real LyCORIS 4.1.3 loads to
+//! our outputs. `tests/fixtures/lycoris-full/` was made by `cargo run -p custom-adapter --
+//! --fixture` and checked by `scripts/fixtures/custom_full.py` (its `output_lycoris` is the real
+//! LyCORIS's forward). This test checks that today's writer still writes that file from the
+//! same native adapter, and that the native adapter on the same base gives LyCORIS's output.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use custom_adapter::{Net, SeparableAdapter, full_diff};
+use lora_conv::ConvVariant;
+use lora_files::StateDict;
+use lora_files::format::{self, ReadOptions};
+use lora_files::model::{PathMap, attach_file};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/lycoris-full")
+        .join(name)
+}
+
+fn read(name: &str) -> StateDict {
+    StateDict::read(&fixture(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn real_lycoris_loads_the_full_diff_to_our_output() {
+    lora_conv::register(ConvVariant::of::<SeparableAdapter>()).unwrap_or_else(|e| panic!("{e}"));
+    let base = read("base.safetensors");
+    let native = format::read(&fixture("native.safetensors"), &ReadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = native.layers.iter().map(|l| l.algorithm.name()).collect();
+    assert_eq!(names, ["separable", "separable"]);
+
+    // Today's writer gives the file LyCORIS was checked on, tensor for tensor.
+    let out = std::env::temp_dir().join(format!("custom-full-{}.safetensors", std::process::id()));
+    let moved = full_diff::write(&native, &base, "base", &out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(moved, ["a", "b"]);
+    let written = StateDict::read(&out).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&out);
+    let committed = read("lycoris.safetensors");
+    let keys: Vec<&String> = written.tensors.keys().collect();
+    assert_eq!(keys, committed.tensors.keys().collect::<Vec<_>>());
+    assert_eq!(keys, ["lycoris_a.diff", "lycoris_b.diff"]);
+    for (k, v) in &written.tensors {
+        assert_eq!(v.to_f32(), committed.tensors[k].to_f32(), "{k}");
+    }
+
+    // The native adapter on the base, against the real LyCORIS's forward of that file.
+    let device = Device::flex();
+    let net =
+        Net::from_state_dict(&base, "base.safetensors", &device).unwrap_or_else(|e| panic!("{e}"));
+    let adapted = attach_file(&net, &native, &PathMap::identity(), Vec::new())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reference = read("reference.safetensors");
+    let tensor = |name: &str| {
+        let (shape, values) = reference
+            .f32("reference", name, "the fixture has it")
+            .unwrap_or_else(|e| panic!("{e}"));
+        Tensor::<4>::from_data(
+            TensorData::new(values, [shape[0], shape[1], shape[2], shape[3]]),
+            &device,
+        )
+    };
+    let ours = adapted.forward(tensor("input"));
+    let theirs = tensor("output_lycoris");
+    let top = theirs.clone().abs().max().into_scalar::<f32>();
+    let diff = (ours - theirs).abs().max().into_scalar::<f32>();
+    assert!(
+        diff <= 1e-5 * top.max(1.0),
+        "ours vs the real LyCORIS: max |diff| {diff:e} (largest |output| {top})"
+    );
+}
