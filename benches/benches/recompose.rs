@@ -8,7 +8,7 @@ use benches::loops::{self, recompose_flops};
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, criterion_group};
 use lora_conv::ConvVariant;
-use lora_conv::functional::recompose;
+use lora_conv::functional::{cp, locon, tucker2};
 
 fn rand(shape: [usize; 2], device: &Device) -> Tensor<2> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
@@ -39,19 +39,18 @@ fn bench(c: &mut Criterion) {
                 "locon" => {
                     let down = rand([r, cin * k], &device);
                     group.bench_function(format!("library/{tag}"), |bch| {
-                        bch.iter(|| recompose::hf(down.clone(), up.clone(), 1.0).into_data())
+                        bch.iter(|| locon::delta(down.clone(), up.clone(), 1.0).into_data())
                     });
                     let (d, u) = (data(&down), data(&up));
                     group.bench_function(format!("loop/{tag}"), |bch| {
-                        bch.iter(|| loops::hf(&d, &u, t, r, cin * k))
+                        bch.iter(|| loops::locon(&d, &u, t, r, cin * k))
                     });
                 }
                 "tucker2" => {
                     let (down, mid) = (rand([r, cin], &device), rand([r, r * k], &device));
                     group.bench_function(format!("library/{tag}"), |bch| {
                         bch.iter(|| {
-                            recompose::tucker2(down.clone(), mid.clone(), up.clone(), 1.0)
-                                .into_data()
+                            tucker2::delta(down.clone(), mid.clone(), up.clone(), 1.0).into_data()
                         })
                     });
                     let (d, m, u) = (data(&down), data(&mid), data(&up));
@@ -67,7 +66,7 @@ fn bench(c: &mut Criterion) {
                     );
                     let spatial = [h.clone(), w.clone()];
                     group.bench_function(format!("library/{tag}"), |bch| {
-                        bch.iter(|| recompose::cp(up.clone(), v.clone(), &spatial, 1.0).into_data())
+                        bch.iter(|| cp::delta(up.clone(), v.clone(), &spatial, 1.0).into_data())
                     });
                     let (u, vv, hh, ww) = (data(&up), data(&v), data(&h), data(&w));
                     group.bench_function(format!("loop/{tag}"), |bch| {

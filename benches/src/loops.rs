@@ -4,8 +4,8 @@
 //! Factor layouts are those of `lora_conv::functional::recompose`; every function returns
 //! `ΔK` flattened as `[t, c·K]` (scale 1).
 
-/// HF: `ΔK[t, x] = Σ_r up[t, r]·down[r, x]` with `x` over `c·K`.
-pub fn hf(down: &[f32], up: &[f32], t: usize, r: usize, ck: usize) -> Vec<f32> {
+/// LoCon: `ΔK[t, x] = Σ_r up[t, r]·down[r, x]` with `x` over `c·K`.
+pub fn locon(down: &[f32], up: &[f32], t: usize, r: usize, ck: usize) -> Vec<f32> {
     let mut out = vec![0.0; t * ck];
     for o in 0..t {
         for x in 0..ck {
@@ -95,7 +95,7 @@ pub fn recompose_flops(
 mod tests {
     use super::*;
     use burn::tensor::{Device, Distribution, Tensor};
-    use lora_conv::functional::recompose;
+    use lora_conv::functional::{cp, locon, tucker2};
 
     fn rand(shape: [usize; 2], device: &Device) -> Tensor<2> {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
@@ -121,13 +121,13 @@ mod tests {
         let k = kh * kw;
         let (down, up) = (rand([r, c * k], &device), rand([t, r], &device));
         close(
-            &hf(&data(&down), &data(&up), t, r, c * k),
-            &data(&recompose::hf(down, up.clone(), 1.0)),
+            &super::locon(&data(&down), &data(&up), t, r, c * k),
+            &data(&locon::delta(down, up.clone(), 1.0)),
         );
         let (down, mid) = (rand([r, c], &device), rand([r, r * k], &device));
         close(
             &tucker2(&data(&down), &data(&mid), &data(&up), t, r, c, k),
-            &data(&recompose::tucker2(down, mid, up.clone(), 1.0)),
+            &data(&tucker2::delta(down, mid, up.clone(), 1.0)),
         );
         let (v, h, w) = (
             rand([r, c], &device),
@@ -136,7 +136,7 @@ mod tests {
         );
         close(
             &cp2(&data(&up), &data(&v), &data(&h), &data(&w), t, r, c, kh, kw),
-            &data(&recompose::cp(up, v, &[h, w], 1.0)),
+            &data(&cp::delta(up, v, &[h, w], 1.0)),
         );
     }
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use burn::tensor::{Device, Distribution, Tensor};
-use lora_conv::functional::recompose;
+use lora_conv::functional::{cp, locon, tucker2};
 
 fn host(t: &Tensor<2>) -> Vec<f32> {
     t.clone().into_data().try_to_vec::<f32>().unwrap()
@@ -59,7 +59,7 @@ fn hf_matches_the_formula() {
         let (t, c, r) = (5, 3 + case, 2 + case % 3);
         let kv: usize = ks.iter().product();
         let (down, up) = (rand([r, c * kv], &device), rand([t, r], &device));
-        let got = host(&recompose::hf(down.clone(), up.clone(), 0.7));
+        let got = host(&locon::delta(down.clone(), up.clone(), 0.7));
         let (d, u) = (host(&down), host(&up));
         let mut want = vec![0.0f32; t * c * kv];
         for ti in 0..t {
@@ -88,12 +88,7 @@ fn tucker2_matches_the_formula() {
         let down = rand([r, c], &device);
         let mid = rand([r, r * kv], &device);
         let up = rand([t, r], &device);
-        let got = host(&recompose::tucker2(
-            down.clone(),
-            mid.clone(),
-            up.clone(),
-            1.3,
-        ));
+        let got = host(&tucker2::delta(down.clone(), mid.clone(), up.clone(), 1.3));
         let (dn, md, u) = (host(&down), host(&mid), host(&up));
         let mut want = vec![0.0f32; t * c * kv];
         for ti in 0..t {
@@ -125,7 +120,7 @@ fn cp_matches_the_formula() {
         let up = rand([t, r], &device);
         let down = rand([r, c], &device);
         let spatial: Vec<Tensor<2>> = ks.iter().map(|&k| rand([k, r], &device)).collect();
-        let got = host(&recompose::cp(up.clone(), down.clone(), &spatial, 0.5));
+        let got = host(&cp::delta(up.clone(), down.clone(), &spatial, 0.5));
         let (u, v) = (host(&up), host(&down));
         let f: Vec<Vec<f32>> = spatial.iter().map(host).collect();
         let mut want = vec![0.0f32; t * c * kv];
