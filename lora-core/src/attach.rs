@@ -43,10 +43,10 @@ pub trait AdapterFactory {
 /// The factory for linear LoRA alone: every targeted weight must be a `[d_in, d_out]` matrix.
 ///
 /// The same update as `lora_conv::ConvFactory::linear(ConvVariant::LoCon)` (tested equal in
-/// outputs and gradients in `lora-files/tests/one_linear.rs`) and as burn's own
-/// `Module::apply_lora`, kept for models that need lora-core alone. Prefer the lora-conv
-/// factory: its adapters are the carrier every other type uses, so `lora-files` saves, loads and
-/// converts them; `lora-files` does not save this factory's [`LinearAdapter`].
+/// outputs, gradients and adapter files in `lora-files/tests/one_linear.rs`) and as burn's own
+/// `Module::apply_lora`, kept for models that need lora-core alone. `lora-files` saves this
+/// factory's [`LinearAdapter`] as a LoCon layer, and loads a file back onto the lora-conv
+/// carrier; prefer the lora-conv factory, whose adapters are the carrier every other type uses.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LinearFactory;
 

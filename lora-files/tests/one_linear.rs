@@ -1,8 +1,8 @@
 //! One linear LoRA: lora-core's `LinearFactory` (`LoraParam<LinearAdapter>`, burn layout) and
 //! the conv carrier restricted to a linear weight (`ConvFactory` with LoCon,
 //! `LoraParam<AnyAdapter>`, PyTorch layout, update transposed) are the same adapter. With the
-//! same factors (transposed) they give the same outputs and the same gradients, and the conv
-//! carrier's adapter file, attached to the base, gives those outputs again.
+//! same factors (transposed) they give the same outputs, the same gradients and the same adapter
+//! file, which, attached to the base, gives those outputs again.
 
 use std::collections::HashMap;
 
@@ -167,8 +167,36 @@ fn linear_lora_and_the_conv_carrier_give_the_same_outputs_gradients_and_file() {
         assert_close(gc.transpose(), gv, 1e-6, name);
     }
 
-    // The conv carrier's file, attached to the base, gives the same outputs.
+    // Both give the same file (LoCon layers, PyTorch layout), and it gives the same outputs
+    // attached to the base.
     let file = file_from_model(&conv, &PathMap::identity()).expect("save");
+    let core_file = file_from_model(&core, &PathMap::identity()).expect("save lora-core's");
+    let summary = |f: &lora_files::AdapterFile| {
+        f.layers
+            .iter()
+            .map(|l| {
+                (
+                    l.module.clone(),
+                    l.algorithm.name(),
+                    l.rank,
+                    l.scale,
+                    l.factors.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        summary(&core_file),
+        summary(&file),
+        "the two linear LoRAs' files"
+    );
+    assert_eq!(
+        file.layers
+            .iter()
+            .map(|l| l.algorithm.name())
+            .collect::<Vec<_>>(),
+        ["locon", "locon"]
+    );
     let loaded = attach_file(&base, &file, &PathMap::identity(), vec![]).expect("load");
     assert_close(core.forward(x.clone()), loaded.forward(x), 1e-6, "file");
 }

@@ -88,8 +88,13 @@ impl ModuleVisitor for Collector {
 /// The file-level view of one adapted weight: algorithm, PyTorch-layout factors and rank.
 fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)> {
     // Below the reparameterization: `adapter`, then the adapter type's name, then the factor.
-    let mut parts: ModuleFactors<'_> = BTreeMap::new();
+    // lora-core's own linear LoRA (`LinearAdapter`, the carrier-free `LinearFactory`) has no
+    // type level: `adapter.down [d_in, r]` and `adapter.up [r, d_out]`, burn layout. It is LoCon
+    // on a linear weight, its factors transposed into PyTorch's (`[r, d_in]`, `[d_out, r]`),
+    // so both linear LoRAs give the same file.
+    let mut transposed = Vec::new();
     let mut variant = String::new();
+    let mut nested = Vec::new();
     for (path, dims, values) in &seen.factors {
         let rest: Vec<&str> = path
             .iter()
@@ -97,10 +102,26 @@ fn export(seen: &Seen) -> Option<(&'static dyn crate::Algorithm, Factors, usize)
             .skip(1)
             .map(String::as_str)
             .collect();
-        if let [name, factor @ ..] = rest.as_slice() {
-            variant = name.to_string();
-            parts.insert(factor.join("."), (dims, values));
+        match rest.as_slice() {
+            [factor @ ("down" | "up")] if dims.len() == 2 && seen.shape.len() == 2 => {
+                variant = "locon".to_string();
+                let t = crate::algorithm::Factor {
+                    shape: dims.clone(),
+                    values: values.clone(),
+                }
+                .transposed();
+                transposed.push((factor.to_string(), t));
+            }
+            [name, factor @ ..] => {
+                variant = name.to_string();
+                nested.push((factor.join("."), (dims, values)));
+            }
+            [] => {}
         }
+    }
+    let mut parts: ModuleFactors<'_> = nested.into_iter().collect();
+    for (name, f) in &transposed {
+        parts.insert(name.clone(), (&f.shape, &f.values));
     }
     // DoRA: LoRA factors below `lora`, and the magnitude beside them.
     if variant == "dora" {
