@@ -453,7 +453,13 @@ fn full_diff_writes_what_lycoris_cannot_hold_and_says_so() {
             base_shape: Some(vec![16, 8, 3, 3]),
             groups: 1,
         }],
-        replacements: Default::default(),
+        // block.0's bias replaced too (a model trained with its bias trainable): the module
+        // gets one difference, the update plus the replaced bias's.
+        replacements: [(
+            "block.0.bias".to_string(),
+            lora_files::Stored::from_f32(vec![16], &[0.25; 16]),
+        )]
+        .into(),
         rslora: false,
         diffs: Default::default(),
     };
@@ -493,7 +499,7 @@ fn full_diff_writes_what_lycoris_cannot_hold_and_says_so() {
     );
     assert_eq!(
         read(&out).tensors.keys().collect::<Vec<_>>(),
-        ["lycoris_block_0.diff"]
+        ["lycoris_block_0.diff", "lycoris_block_0.diff_b"]
     );
     let merged = |adapter_path: &str, name: &str| {
         let m = work.join(name);
@@ -514,6 +520,12 @@ fn full_diff_writes_what_lycoris_cannot_hold_and_says_so() {
     let (a, b) = (
         by_factors.tensors["block.0.weight"].to_f32(),
         by_diff.tensors["block.0.weight"].to_f32(),
+    );
+    let bias = by_diff.tensors["block.0.bias"].to_f32().unwrap_or_default();
+    assert_eq!(bias.len(), 16);
+    assert!(
+        bias.iter().all(|v| (v - 0.25).abs() < 1e-6),
+        "the replaced bias, as base + diff_b: {bias:?}"
     );
     assert!(a.is_some());
     assert_eq!(

@@ -1,20 +1,20 @@
 //! Rank bounds: up to which rank is a variant smaller than the full kernel, and Tucker-2
-//! smaller than HF?
+//! smaller than LoCon?
 //!
 //! Ground truth is an exact integer search over the parameter counts of [`param_count`] (each
 //! type's own, through its [`ConvVariant`]). The
 //! design document's closed forms (for groups = 1, `K = k^d`) are given beside it:
-//! - HF < full      ⟺ `r < t·s·K / (s·K + t)`
+//! - LoCon < full      ⟺ `r < t·s·K / (s·K + t)`
 //! - Tucker-2 < full ⟺ `r < (−(t+s)/K + sqrt((t+s)²/K² + 4·s·t)) / 2`
 //! - CP < full      ⟺ `r < t·s·K / (s + t + Σ k_j)` (not in the document)
-//! - Tucker-2 < HF  ⟺ `r < s·(K − 1)/K`
+//! - Tucker-2 < LoCon  ⟺ `r < s·(K − 1)/K`
 //!
 //! and its "stricter" (never larger) bounds:
-//! - HF: `r < min(t,s)²/max(t,s) · K/(K+1)`
+//! - LoCon: `r < min(t,s)²/max(t,s) · K/(K+1)`
 //! - Tucker-2: `r < −max(t,s)/K + min(t,s)·sqrt(1/K² + 1)`
 //!
-//! For `t = s` and a 3x3 kernel they give the document's worked example: HF pays off below
-//! `0.9·s`, Tucker-2 below `0.89·s`, and Tucker-2 beats HF below `0.88·s`.
+//! For `t = s` and a 3x3 kernel they give the document's worked example: LoCon pays off below
+//! `0.9·s`, Tucker-2 below `0.89·s`, and Tucker-2 beats LoCon below `0.88·s`.
 
 mod count;
 
@@ -59,8 +59,8 @@ pub fn max_rank(variant: ConvVariant, geometry: &ConvGeometry) -> usize {
     largest_rank_below(full_count(geometry), |r| param_count(variant, geometry, r))
 }
 
-/// The largest rank at which Tucker-2 has strictly fewer parameters than HF (exact).
-pub fn max_rank_tucker2_below_hf(geometry: &ConvGeometry) -> usize {
+/// The largest rank at which Tucker-2 has strictly fewer parameters than LoCon (exact).
+pub fn max_rank_tucker2_below_locon(geometry: &ConvGeometry) -> usize {
     // r²K + r(c+t) < r(cK + t)  ⟺  r·K < c·(K − 1)  for r ≥ 1.
     // A zero-size kernel (K = 0) gives 0 instead of an underflow.
     let (c, k) = (geometry.in_per_group(), geometry.kernel_volume());
@@ -70,16 +70,16 @@ pub fn max_rank_tucker2_below_hf(geometry: &ConvGeometry) -> usize {
 /// The real-valued thresholds `x` of the closed forms: a rank pays off iff `r < x`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClosedForm {
-    /// HF < full.
-    pub hf: f64,
+    /// LoCon < full.
+    pub locon: f64,
     /// Tucker-2 < full.
     pub tucker2: f64,
     /// CP < full.
     pub cp: f64,
-    /// Tucker-2 < HF.
-    pub tucker2_below_hf: f64,
-    /// The document's stricter HF bound.
-    pub hf_strict: f64,
+    /// Tucker-2 < LoCon.
+    pub tucker2_below_locon: f64,
+    /// The document's stricter LoCon bound.
+    pub locon_strict: f64,
     /// The document's stricter Tucker-2 bound.
     pub tucker2_strict: f64,
 }
@@ -92,11 +92,11 @@ pub fn closed_form(geometry: &ConvGeometry) -> ClosedForm {
     let sum_k = geometry.kernel.iter().sum::<usize>() as f64;
     let (big, small) = (t.max(s), t.min(s));
     ClosedForm {
-        hf: t * s * k / (s * k + t),
+        locon: t * s * k / (s * k + t),
         tucker2: (-(t + s) / k + ((t + s).powi(2) / (k * k) + 4.0 * s * t).sqrt()) / 2.0,
         cp: t * s * k / (s + t + sum_k),
-        tucker2_below_hf: s * (k - 1.0) / k,
-        hf_strict: small * small / big * k / (k + 1.0),
+        tucker2_below_locon: s * (k - 1.0) / k,
+        locon_strict: small * small / big * k / (k + 1.0),
         tucker2_strict: -big / k + small * (1.0 / (k * k) + 1.0).sqrt(),
     }
 }
@@ -161,7 +161,7 @@ mod tests {
                     "{v} {g:?}"
                 );
             }
-            let tucker_vs_hf = walk(usize::MAX, |r| {
+            let tucker_vs_locon = walk(usize::MAX, |r| {
                 if param_count(ConvVariant::Tucker2, &g, r) < param_count(ConvVariant::LoCon, &g, r)
                 {
                     0
@@ -169,7 +169,7 @@ mod tests {
                     usize::MAX
                 }
             });
-            assert_eq!(max_rank_tucker2_below_hf(&g), tucker_vs_hf, "{g:?}");
+            assert_eq!(max_rank_tucker2_below_locon(&g), tucker_vs_locon, "{g:?}");
         }
     }
 
@@ -177,9 +177,13 @@ mod tests {
     fn closed_forms_agree_with_the_search_and_strict_bounds_never_exceed_it() {
         for g in grid() {
             let cf = closed_form(&g);
-            let hf = max_rank(ConvVariant::LoCon, &g);
+            let locon = max_rank(ConvVariant::LoCon, &g);
             let tucker2 = max_rank(ConvVariant::Tucker2, &g);
-            assert!(agrees(cf.hf, hf), "hf {g:?}: {} vs {hf}", cf.hf);
+            assert!(
+                agrees(cf.locon, locon),
+                "locon {g:?}: {} vs {locon}",
+                cf.locon
+            );
             assert!(
                 agrees(cf.tucker2, tucker2),
                 "tucker2 {g:?}: {} vs {tucker2}",
@@ -187,33 +191,33 @@ mod tests {
             );
             assert!(agrees(cf.cp, max_rank(ConvVariant::Cp, &g)), "cp {g:?}");
             assert!(
-                agrees(cf.tucker2_below_hf, max_rank_tucker2_below_hf(&g)),
+                agrees(cf.tucker2_below_locon, max_rank_tucker2_below_locon(&g)),
                 "{g:?}"
             );
             // The stricter bounds are never above the exact thresholds.
-            assert!(cf.hf_strict <= cf.hf + 1e-9, "hf strict {g:?}");
+            assert!(cf.locon_strict <= cf.locon + 1e-9, "locon strict {g:?}");
             assert!(
                 cf.tucker2_strict <= cf.tucker2 + 1e-9,
                 "tucker2 strict {g:?}"
             );
-            assert!(largest_integer_below(cf.hf_strict) <= hf);
+            assert!(largest_integer_below(cf.locon_strict) <= locon);
             assert!(largest_integer_below(cf.tucker2_strict) <= tucker2);
         }
     }
 
     #[test]
     fn reproduces_the_documents_worked_example() {
-        // t = s, 3x3: HF below 0.9·s, Tucker-2 below 0.89·s, Tucker-2 beats HF below 0.88·s
+        // t = s, 3x3: LoCon below 0.9·s, Tucker-2 below 0.89·s, Tucker-2 beats LoCon below 0.88·s
         // (the document truncates to two decimals).
         let s = 1000;
         let g = ConvGeometry::new(s, s, vec![3, 3]);
         let truncated = |r: usize| ((r + 1) * 100 / s) as f64 / 100.0;
         assert_eq!(truncated(max_rank(ConvVariant::LoCon, &g)), 0.90);
         assert_eq!(truncated(max_rank(ConvVariant::Tucker2, &g)), 0.89);
-        assert_eq!(truncated(max_rank_tucker2_below_hf(&g)), 0.88);
+        assert_eq!(truncated(max_rank_tucker2_below_locon(&g)), 0.88);
         let cf = closed_form(&g);
-        assert!((cf.hf / s as f64 - 0.9).abs() < 1e-12);
+        assert!((cf.locon / s as f64 - 0.9).abs() < 1e-12);
         assert!((cf.tucker2 / s as f64 - 0.8950).abs() < 1e-4);
-        assert!((cf.tucker2_below_hf / s as f64 - 8.0 / 9.0).abs() < 1e-12);
+        assert!((cf.tucker2_below_locon / s as f64 - 8.0 / 9.0).abs() < 1e-12);
     }
 }

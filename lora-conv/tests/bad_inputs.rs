@@ -17,8 +17,8 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use lora_conv::bounds::{
-    closed_form, full_count, kernel_rank_limit, max_rank, max_rank_tucker2_below_hf, param_count,
-    rank_limit,
+    closed_form, full_count, kernel_rank_limit, max_rank, max_rank_tucker2_below_locon,
+    param_count, rank_limit,
 };
 use lora_conv::{
     ConvFactory, ConvGeometry, ConvVariant, LoConAdapter, LoraConv, Padding, Tucker2Adapter,
@@ -540,7 +540,7 @@ fn lora_conv_entry_points_refuse_bad_inputs() {
             });
         }
         s.no_panic(&format!("Tucker-2 vs HF on {name}"), || {
-            max_rank_tucker2_below_hf(geometry)
+            max_rank_tucker2_below_locon(geometry)
         });
         s.no_panic(&format!("closed forms on {name}"), || closed_form(geometry));
         s.no_panic(&format!("Same padding for {name}"), || {

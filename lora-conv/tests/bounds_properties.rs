@@ -4,7 +4,7 @@
 //! - `full_count` is `t · (s/g) · Π k_j`;
 //! - `max_rank(v)` is the largest `r` whose `param_count(v, r)` is below `full_count`, found by
 //!   walking up from 1;
-//! - `max_rank_tucker2_below_hf` is the largest `r` at which Tucker-2 has fewer parameters than
+//! - `max_rank_tucker2_below_locon` is the largest `r` at which Tucker-2 has fewer parameters than
 //!   HF, found by walking up from 1;
 //! - `param_count` is increasing in the rank (what the binary searches rely on).
 //!
@@ -13,7 +13,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use lora_conv::bounds::{full_count, max_rank, max_rank_tucker2_below_hf, param_count};
+use lora_conv::bounds::{full_count, max_rank, max_rank_tucker2_below_locon, param_count};
 use lora_conv::{ConvGeometry, ConvVariant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -81,7 +81,7 @@ fn counts_and_bounds_match_brute_force() {
             param_count(ConvVariant::Tucker2, &g, r) < param_count(ConvVariant::LoCon, &g, r)
         });
         assert_eq!(
-            max_rank_tucker2_below_hf(&g),
+            max_rank_tucker2_below_locon(&g),
             walked,
             "{what}: Tucker-2 below HF"
         );

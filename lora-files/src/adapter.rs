@@ -234,24 +234,28 @@ impl LayerAdapter {
         } else {
             f64::from(f32::EPSILON)
         };
-        // The per-channel factor m / ‖V‖, broadcast back to [rows, cols].
+        // The per-channel factor m / ‖V‖ (the module's own, `functional::dora::channel_scale`),
+        // broadcast back to [rows, cols].
         let factor = match m.layout {
             MagnitudeLayout::PeftOut | MagnitudeLayout::LycorisOut => {
-                let norm = dora::row_norms(&v).add_scalar(eps).reshape([rows, 1]);
-                (mag.reshape([rows, 1]) / norm).expand([rows, cols])
+                dora::channel_scale(mag, dora::row_norms(&v), eps)
+                    .reshape([rows, 1])
+                    .expand([rows, cols])
             }
             MagnitudeLayout::LycorisIn => {
                 let k = cols / channels.max(1);
-                let norm = v
+                let norms = v
                     .clone()
                     .reshape([rows, channels, k])
                     .powi_scalar(2)
                     .sum_dim(0)
                     .sum_dim(2)
                     .sqrt()
-                    .add_scalar(eps);
-                let f = mag.reshape([1, channels, 1]) / norm;
-                f.expand([rows, channels, k]).reshape([rows, cols])
+                    .reshape([channels]);
+                dora::channel_scale(mag, norms, eps)
+                    .reshape([1, channels, 1])
+                    .expand([rows, channels, k])
+                    .reshape([rows, cols])
             }
         };
         Ok(match m.layout {

@@ -4,7 +4,8 @@
 //! this workspace's native format; recognised from their keys, inspected, merged into a
 //! PyTorch-layout state dict, and converted between formats.
 //!
-//! - [`algorithm`]: LoRA/LoCon, Tucker-2, LoHa, LoKr and CP, one file each, behind one trait;
+//! - [`algorithm`]: LoCon (LoRA), Tucker-2, LoHa, LoHa-Tucker, LoKr and CP, one file each,
+//!   named as `lora_conv` names the types, behind one trait;
 //!   a downstream crate adds its own with one [`Registry::with`] line.
 //! - [`format`](mod@format): the readers and writers, and format detection.
 //! - [`model`]: a file's adapters onto a burn model ([`model::attach_file`]) and a model's

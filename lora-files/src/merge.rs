@@ -332,37 +332,38 @@ pub fn replacements_to_diffs(
 
 /// Turn the layers `which` selects into whole-tensor differences from `base` (LyCORIS's `full`
 /// algorithm, which any adapter type's update fits): `diff = scale·ΔW` for an additive layer,
-/// `W' − W` with the merged weight `W'` for a DoRA layer, keyed `<module>.weight`. The layers
-/// leave `adapter.layers` and their factors are lost: the file then holds the update, not the
-/// low-rank form. Returns the modules turned into differences, in the file's order.
+/// `W' − W` with the merged weight `W'` for a DoRA layer, keyed `<module>.weight` and added to
+/// the difference the module already has, if any. The layers leave `adapter.layers` and their
+/// factors are lost: the file then holds the update, not the low-rank form. Returns the modules
+/// turned into differences, in the file's order. Call it after [`replacements_to_diffs`].
 ///
 /// `adapter convert --to lycoris --full-diff` calls it with the layers whose algorithm LyCORIS
 /// has no layout for ([`crate::Algorithm::lycoris_names`]).
 ///
 /// # Errors
 /// As [`merge`] for a layer that does not fit its base weight; [`FileError::Inexpressible`]
-/// naming the module when it already has a difference (a module both adapted and changed);
-/// [`FileError::NonFiniteMerge`] for a non-finite difference. On error `adapter` is unchanged.
+/// when the file still holds whole-tensor replacements; [`FileError::NonFiniteMerge`] for a
+/// non-finite difference. On error `adapter` is unchanged.
 pub fn layers_to_diffs(
     adapter: &mut AdapterFile,
     base: &StateDict,
     base_file: &str,
     which: impl Fn(&LayerAdapter) -> bool,
 ) -> Result<Vec<String>> {
+    if let Some(key) = adapter.replacements.keys().next() {
+        return Err(FileError::Inexpressible {
+            layer: key.clone(),
+            algorithm: "whole-tensor replacement".to_string(),
+            format: "lycoris".to_string(),
+            why: "turn replacements into differences first (replacements_to_diffs), so that a \
+                  module both replaced and adapted gets one difference"
+                .to_string(),
+        });
+    }
     let mut diffs = adapter.diffs.clone();
     let mut moved = Vec::new();
     for layer in adapter.layers.iter().filter(|l| which(l)) {
         let key = format!("{}.weight", layer.module);
-        if diffs.contains_key(&key) {
-            return Err(FileError::Inexpressible {
-                layer: layer.module.clone(),
-                algorithm: "full (diff)".to_string(),
-                format: "lycoris".to_string(),
-                why: "the module is both adapted and changed by a difference; LyCORIS holds one \
-                      module per layer"
-                    .to_string(),
-            });
-        }
         if !base.tensors.contains_key(&key) {
             return Err(FileError::MissingKey {
                 file: base_file.to_string(),
@@ -378,6 +379,27 @@ pub fn layers_to_diffs(
         } else {
             let merged = layer.merged(&adapter.source, base_file, &key, &shape, &values, 1.0)?;
             merged.iter().zip(&values).map(|(m, w)| m - w).collect()
+        };
+        // A module whose weight already differs (a replaced bias gives it a zero difference, a
+        // replaced weight its own) gets the sum: W + d + scale·ΔW.
+        let diff = match diffs.get(&key) {
+            None => diff,
+            Some(old) => {
+                let old = old
+                    .to_f32()
+                    .filter(|o| o.len() == diff.len())
+                    .ok_or_else(|| FileError::BaseMismatch {
+                        base: base_file.to_string(),
+                        key: key.clone(),
+                        found: format!("has shape {shape:?}"),
+                        adapter: format!(
+                            "the difference on `{}` in {}",
+                            layer.module, adapter.source
+                        ),
+                        expected: format!("shape {:?}", old.shape),
+                    })?;
+                old.iter().zip(&diff).map(|(a, b)| a + b).collect()
+            }
         };
         if let Some(index) = diff.iter().position(|v| !v.is_finite()) {
             return Err(FileError::NonFiniteMerge { key, index });

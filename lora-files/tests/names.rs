@@ -176,7 +176,10 @@ fn concatenation_refusals_say_why() {
         },
     ];
     let why = LoHa.concatenate(&parts).err().unwrap_or_default();
-    assert!(why.contains("loha") && why.contains("products"), "{why}");
+    assert!(
+        why.contains("loha") && why.contains("do not add up"),
+        "{why}"
+    );
     let why = LoKr.concatenate(&parts).err().unwrap_or_default();
     assert!(why.contains("lokr"), "{why}");
     let (a, mut b) = (locon(1, 2), locon(2, 2));
@@ -198,6 +201,47 @@ fn concatenation_refusals_say_why() {
     ];
     let why = LoCon.concatenate(&parts).err().unwrap_or_default();
     assert!(why.contains("different shapes"), "{why}");
+    // Malformed factors (too few axes, too few values) are reasons, not panics.
+    for bad in [
+        Factor {
+            shape: vec![],
+            values: vec![],
+        },
+        Factor {
+            shape: vec![2, 4, 3, 3],
+            values: vec![0.0; 5],
+        },
+    ] {
+        for (algorithm, name, make) in [
+            (
+                &LoCon as &dyn Algorithm,
+                "lora_up.weight",
+                locon as fn(u64, usize) -> Factors,
+            ),
+            (&LoCon, "lora_down.weight", locon),
+            (&Tucker2, "lora_mid.weight", tucker2),
+            (&Cp, "cp_down", cp),
+            (&Cp, "cp_up", cp),
+        ] {
+            let a = make(1, 2);
+            let mut b = make(2, 2);
+            b.insert(name.into(), bad.clone());
+            let parts = [
+                Part {
+                    factors: &a,
+                    rank: 2,
+                    weight: 1.0,
+                },
+                Part {
+                    factors: &b,
+                    rank: 2,
+                    weight: 1.0,
+                },
+            ];
+            let why = algorithm.concatenate(&parts).err().unwrap_or_default();
+            assert!(!why.is_empty(), "{} with a bad {name}", algorithm.name());
+        }
+    }
 }
 
 fn layer(module: &str, algorithm: &'static dyn Algorithm, factors: Factors) -> LayerAdapter {

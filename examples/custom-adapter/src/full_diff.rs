@@ -10,11 +10,13 @@ use std::path::Path;
 use lora_files::format;
 use lora_files::{AdapterFile, FileError, Format, StateDict, merge};
 
-/// Write `file`'s layers to a LyCORIS file at `out`, those LyCORIS has no layout for as full
-/// diffs from `base` (named `base_file` in errors); returns the modules written as diffs.
+/// Write `file` to a LyCORIS file at `out`: its layers LyCORIS has no layout for, and any
+/// whole-tensor replacements, as full diffs from `base` (named `base_file` in errors); returns
+/// the adapted modules written as diffs.
 ///
 /// # Errors
-/// As [`merge::layers_to_diffs`] and [`format::write`]; nothing is written then.
+/// As [`merge::replacements_to_diffs`], [`merge::layers_to_diffs`] and [`format::write`];
+/// nothing is written then.
 pub fn write(
     file: &AdapterFile,
     base: &StateDict,
@@ -22,6 +24,7 @@ pub fn write(
     out: &Path,
 ) -> Result<Vec<String>, FileError> {
     let mut full = file.clone();
+    merge::replacements_to_diffs(&mut full, base, base_file)?;
     let moved =
         merge::layers_to_diffs(&mut full, base, base_file, |l| !l.algorithm.lycoris_names())?;
     format::write(&full, Format::Lycoris, out)?;

@@ -71,3 +71,53 @@ fn real_lycoris_loads_the_full_diff_to_our_output() {
         "ours vs the real LyCORIS: max |diff| {diff:e} (largest |output| {top})"
     );
 }
+
+/// A downstream algorithm that reads the outside type in some other key layout does not take
+/// over its native layers: those hold the module's own factor names, which it does not claim,
+/// so the reader keeps the generic module algorithm (`Registry::named`).
+#[test]
+fn an_algorithm_for_another_layout_leaves_native_layers_alone() {
+    use lora_files::Registry;
+    use lora_files::algorithm::{Algorithm, Delta, Factors, Site};
+
+    #[derive(Debug)]
+    struct OtherLayout;
+    impl Algorithm for OtherLayout {
+        fn name(&self) -> &'static str {
+            "separable"
+        }
+        fn claims(&self, names: &[&str]) -> bool {
+            names == ["sep_a", "sep_b"]
+        }
+        fn rank(&self, site: Site<'_>, _: &Factors) -> lora_files::Result<usize> {
+            Err(site.shape_error("sep_a", "never used here", &[]))
+        }
+        fn delta(&self, site: Site<'_>, _: &Factors) -> lora_files::Result<Delta> {
+            Err(site.shape_error("sep_a", "never used here", &[]))
+        }
+    }
+    static OTHER: OtherLayout = OtherLayout;
+
+    lora_conv::register(ConvVariant::of::<SeparableAdapter>()).unwrap_or_else(|e| panic!("{e}"));
+    let options = ReadOptions {
+        registry: Registry::builtin().with(&OTHER),
+        ..ReadOptions::default()
+    };
+    let with_other =
+        format::read(&fixture("native.safetensors"), &options).unwrap_or_else(|e| panic!("{e}"));
+    let plain = format::read(&fixture("native.safetensors"), &ReadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (a, b) in with_other.layers.iter().zip(&plain.layers) {
+        assert_eq!(a.algorithm.name(), "separable");
+        let (da, db) = (
+            a.delta("with other").map(|d| d.matrix.into_data()),
+            b.delta("plain").map(|d| d.matrix.into_data()),
+        );
+        assert_eq!(
+            da.map_err(|e| e.to_string()),
+            db.map_err(|e| e.to_string()),
+            "{}",
+            a.module
+        );
+    }
+}

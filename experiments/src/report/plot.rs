@@ -380,8 +380,8 @@ mod tests {
             runs.push(adapter(s, 0.75 + 0.01 * s as f64, 4, 0.04));
         }
         let summary = summarize(&runs, "full");
-        let svg = plot_svg(&summary, "t", &["hf".into()], 0.99, "weight");
-        // Three rows with a CI each: three error bars; two hf points joined by a line.
+        let svg = plot_svg(&summary, "t", &["locon".into()], 0.99, "weight");
+        // Three rows with a CI each: three error bars; two locon points joined by a line.
         assert_eq!(svg.matches(r#"class="err""#).count(), 3, "{svg}");
         assert_eq!(svg.matches("<polyline").count(), 1);
         assert_eq!(svg.matches(r#"class="break-even""#).count(), 1);
@@ -393,7 +393,7 @@ mod tests {
         assert!(svg.contains(">r1<") && svg.contains(">r4<"));
         // The y axis stays within [0, 1] with at most 9 ticks, whatever the intervals.
         assert!(svg.matches("text-anchor=\"end\">").count() <= 12, "{svg}");
-        // One curve per row and panel: full, hf r1, hf r4 twice.
+        // One curve per row and panel: full, locon r1, locon r4 twice.
         let curves = curves_svg(&runs, "t", "weight");
         assert_eq!(curves.matches(r#"class="curve""#).count(), 6, "{curves}");
     }

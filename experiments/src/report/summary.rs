@@ -207,7 +207,7 @@ pub(crate) mod tests {
     use crate::report::tables::{verdicts, within_margin};
 
     pub(crate) fn adapter(seed: u64, acc: f64, rank: usize, share: f64) -> RunRecord {
-        let mut r = record(&format!("hf{rank}-{seed}"), "hf", seed, acc);
+        let mut r = record(&format!("locon{rank}-{seed}"), "locon", seed, acc);
         r.rank = Some(rank);
         r.forward = Some("weight".into());
         r.trainable_share = share;
@@ -245,9 +245,9 @@ pub(crate) mod tests {
         assert!((rows[1].mean - 0.75).abs() < 1e-12);
     }
 
-    /// full: 0.90, 0.80, 0.85 over seeds 0..3; hf r4: full - 0.02 on every seed, so the paired
+    /// full: 0.90, 0.80, 0.85 over seeds 0..3; locon r4: full - 0.02 on every seed, so the paired
     /// difference is exactly -0.02 with a zero-width CI (worse), although the unpaired CIs
-    /// overlap. hf r8 differs by -0.01, +0.01, 0: mean 0, CI ±t_{0.975,2}·0.01/sqrt(3) =
+    /// overlap. locon r8 differs by -0.01, +0.01, 0: mean 0, CI ±t_{0.975,2}·0.01/sqrt(3) =
     /// ±0.024841.
     #[test]
     fn summary_pairs_by_seed() {
@@ -288,16 +288,16 @@ pub(crate) mod tests {
         );
         let text = verdicts(&summary, "full");
         assert!(
-            text.contains("`hf` rank 4 (weight) on t: **worse** than `full` by 0.0200"),
+            text.contains("`locon` rank 4 (weight) on t: **worse** than `full` by 0.0200"),
             "{text}"
         );
         assert!(
-            text.contains("No difference from `full` established (the paired 95% CI contains 0): `hf` rank 8 (weight) on t (+0.0000)"),
+            text.contains("No difference from `full` established (the paired 95% CI contains 0): `locon` rank 8 (weight) on t (+0.0000)"),
             "{text}"
         );
-        let near = within_margin(&summary, &["hf".into()], 0.01, "full", "weight");
+        let near = within_margin(&summary, &["locon".into()], 0.01, "full", "weight");
         assert!(near.contains("no adapter row is within 1 point"), "{near}");
-        let near = within_margin(&summary, &["hf".into()], 0.03, "full", "weight");
-        assert!(near.contains("`hf` rank 4 at 5.00%"), "{near}");
+        let near = within_margin(&summary, &["locon".into()], 0.03, "full", "weight");
+        assert!(near.contains("`locon` rank 4 at 5.00%"), "{near}");
     }
 }

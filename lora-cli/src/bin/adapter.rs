@@ -79,9 +79,9 @@ enum Command {
         /// layout for a grouped conv needs them); may be repeated.
         #[arg(long, value_name = "MODULE=G")]
         groups: Vec<String>,
-        /// With --to lycoris: write the layers whose algorithm LyCORIS has no layout for (CP,
-        /// or a type registered outside the library) as full diffs, their merged update; their
-        /// factors are lost. Without it such a layer is refused.
+        /// With --to lycoris: write the layers whose algorithm LyCORIS has no layout for (CP) as
+        /// full diffs, their merged update; their factors are lost. Without it such a layer is
+        /// refused.
         #[arg(long)]
         full_diff: bool,
     },
@@ -308,12 +308,12 @@ fn run(args: Args) -> Result<String, Failure> {
             let base_file = base.display().to_string();
             let mut as_diffs = Vec::new();
             if to == Format::Lycoris {
+                merge::replacements_to_diffs(&mut adapter, &base_dict, &base_file)?;
                 if full_diff {
                     as_diffs = merge::layers_to_diffs(&mut adapter, &base_dict, &base_file, |l| {
                         !l.algorithm.lycoris_names()
                     })?;
                 }
-                merge::replacements_to_diffs(&mut adapter, &base_dict, &base_file)?;
             } else {
                 merge::diffs_to_replacements(&mut adapter, &base_dict, &base_file)?;
             }

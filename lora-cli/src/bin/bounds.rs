@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lora_conv::bounds::{
-    closed_form, full_count, max_rank, max_rank_tucker2_below_hf, param_count, rank_limit,
+    closed_form, full_count, max_rank, max_rank_tucker2_below_locon, param_count, rank_limit,
 };
 use lora_conv::{ConvGeometry, ConvVariant};
 use serde_json::json;
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
     );
     // The closed forms exist for the three decompositions (see lora_conv::bounds).
     let closed = |v: ConvVariant| match v.name() {
-        "locon" => (Some(cf.hf), Some(cf.hf_strict)),
+        "locon" => (Some(cf.locon), Some(cf.locon_strict)),
         "tucker2" => (Some(cf.tucker2), Some(cf.tucker2_strict)),
         "cp" => (Some(cf.cp), None),
         _ => (None, None),
@@ -161,8 +161,8 @@ fn main() -> ExitCode {
     println!();
     println!(
         "Tucker-2 has fewer parameters than LoCon up to rank {} (r < s/g·(K-1)/K = {:.2}).",
-        max_rank_tucker2_below_hf(&geometry),
-        cf.tucker2_below_hf
+        max_rank_tucker2_below_locon(&geometry),
+        cf.tucker2_below_locon
     );
     ExitCode::SUCCESS
 }

@@ -39,14 +39,25 @@ impl Part<'_> {
     }
 }
 
+/// Why `fs` cannot combine when a factor has fewer than `axes` axes or not as many values as
+/// its shape holds (the indexing below relies on both).
+fn malformed<'a>(mut fs: impl Iterator<Item = &'a Factor>, axes: usize) -> Result<(), String> {
+    match fs.find(|f| f.shape.len() < axes || f.values.len() != f.shape.iter().product::<usize>()) {
+        Some(f) => Err(format!(
+            "a factor of shape {:?} with {} values is not a factor of {axes} or more axes",
+            f.shape,
+            f.values.len()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Factors `[r_i, rest..]` stacked along the first axis: `[Σ r_i, rest..]`.
 pub(crate) fn stacked(fs: &[&Factor]) -> Result<Factor, String> {
+    malformed(fs.iter().copied(), 2)?;
     let first = fs.first().ok_or("nothing to combine")?;
     let rest = &first.shape[1..];
-    if fs
-        .iter()
-        .any(|f| f.shape.len() < 2 || &f.shape[1..] != rest)
-    {
+    if fs.iter().any(|f| &f.shape[1..] != rest) {
         return Err("its adapters have different shapes".into());
     }
     let mut shape = vec![fs.iter().map(|f| f.shape[0]).sum()];
@@ -59,12 +70,13 @@ pub(crate) fn stacked(fs: &[&Factor]) -> Result<Factor, String> {
 
 /// Factors `[rows, r_i, 1..]` side by side along the second axis: `[rows, Σ r_i, 1..]`.
 pub(crate) fn side_by_side(fs: &[Factor]) -> Result<Factor, String> {
+    malformed(fs.iter(), 2)?;
     let first = fs.first().ok_or("nothing to combine")?;
     let rows = first.shape[0];
     let tail = &first.shape[2..];
     if fs
         .iter()
-        .any(|f| f.shape.len() < 2 || f.shape[0] != rows || &f.shape[2..] != tail)
+        .any(|f| f.shape[0] != rows || &f.shape[2..] != tail)
     {
         return Err("its adapters have different shapes".into());
     }
@@ -82,11 +94,12 @@ pub(crate) fn side_by_side(fs: &[Factor]) -> Result<Factor, String> {
 
 /// Cores `[r_i, r_i, k..]` on the diagonal of one `[Σ r_i, Σ r_i, k..]` core (zero elsewhere).
 pub(crate) fn block_diagonal(cores: &[&Factor]) -> Result<Factor, String> {
+    malformed(cores.iter().copied(), 3)?;
     let first = cores.first().ok_or("nothing to combine")?;
     let tail = &first.shape[2..];
     if cores
         .iter()
-        .any(|m| m.shape.len() < 3 || m.shape[0] != m.shape[1] || &m.shape[2..] != tail)
+        .any(|m| m.shape[0] != m.shape[1] || &m.shape[2..] != tail)
     {
         return Err("its adapters have different shapes".into());
     }

@@ -26,20 +26,20 @@ use crate::error::{FileError, Result};
 
 mod concat;
 mod cp;
+mod locon;
 mod loha;
 mod loha_tucker;
 mod lokr;
-mod lora;
 mod module;
 mod modules;
 mod tucker;
 
 pub use concat::Part;
 pub use cp::Cp;
+pub use locon::LoCon;
 pub use loha::LoHa;
 pub use loha_tucker::LoHaTucker;
 pub use lokr::LoKr;
-pub use lora::LoCon;
 pub use module::Module;
 pub use modules::{ModuleFactors, ModuleLayer};
 pub use tucker::Tucker2;
@@ -173,7 +173,7 @@ pub trait Algorithm: Send + Sync + 'static {
     fn concatenate(&self, parts: &[Part<'_>]) -> std::result::Result<Factors, String> {
         let _ = parts;
         Err(format!(
-            "{} updates are products and do not combine by concatenation",
+            "{} updates do not add up by concatenating factors",
             self.name()
         ))
     }
@@ -263,13 +263,20 @@ impl Registry {
 
     /// [`Registry::by_name`] for a layer with the factor names `factors`: of the registered
     /// algorithms that answer to `name`, the one that claims these factors (an alias two
-    /// algorithms share, such as `loha`, resolves by the layer's factors), else the first.
+    /// algorithms share, such as `loha`, resolves by the layer's factors). When none claims
+    /// them, a type registered with `lora_conv` under that name and not built in (whose native
+    /// layers hold its module's factor names, whatever algorithm reads its other layouts), else
+    /// the first that answers (whose checks then name what is wrong).
     pub fn named(&self, name: &str, factors: Option<&[&str]>) -> Option<&'static dyn Algorithm> {
         let answers = |a: &&'static dyn Algorithm| a.name() == name || a.aliases().contains(&name);
         let mut named = self.algorithms.iter().copied().filter(answers).peekable();
         let first = named.peek().copied();
-        let claiming = factors.and_then(|f| named.find(|a| a.claims(f)));
-        claiming.or(first).or_else(|| Module::by_name(name))
+        if let Some(claiming) = factors.and_then(|f| named.find(|a| a.claims(f))) {
+            return Some(claiming);
+        }
+        let built_in = Self::builtin().algorithms.iter().any(answers);
+        let module = (!built_in).then(|| Module::by_name(name)).flatten();
+        module.or(first)
     }
 }
 

@@ -6,7 +6,7 @@ use lora_conv::functional::tucker2;
 use lora_conv::{AnyAdapter, Tucker2Adapter};
 
 use super::concat::{self, Part};
-use super::lora::concatenate_down_up;
+use super::locon::concatenate_down_up;
 use super::modules::{by_rank, ones, part, put};
 use super::{Algorithm, Delta, Factors, ModuleFactors, ModuleLayer, Site, exactly, pointwise};
 use crate::error::Result;

@@ -8,7 +8,7 @@
 //!
 //! The adapters land on the model through [`lora_core::attach()`], as `lora_conv::AnyAdapter`s
 //! carrying the file's own scale, so merge, unmerge, training and records work on them as on
-//! any other. LoRA/LoCon, Tucker-2, CP, LoHa (with or without Tucker cores), LoKr, DoRA (per
+//! any other. LoCon (LoRA), Tucker-2, CP, LoHa, LoHa-Tucker, LoKr, DoRA (per
 //! output channel) and any type registered with `lora_conv` have trainable module types; LoKr
 //! with a Tucker core and LyCORIS's per-input-channel DoRA do not, and a file holding them is refused
 //! by layer (merge them into the base with [`crate::merge::merge`] instead).
