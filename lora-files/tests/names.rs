@@ -159,22 +159,20 @@ fn concatenation_adds_updates_exactly() {
     }
 }
 
+/// Two rank-2 parts of weight 1.
+fn both<'a>(a: &'a Factors, b: &'a Factors) -> [Part<'a>; 2] {
+    [a, b].map(|factors| Part {
+        factors,
+        rank: 2,
+        weight: 1.0,
+    })
+}
+
 /// Products do not add up by concatenation, and shapes that differ are refused.
 #[test]
 fn concatenation_refusals_say_why() {
     let (a, b) = (loha(1, 2), loha(2, 2));
-    let parts = [
-        Part {
-            factors: &a,
-            rank: 2,
-            weight: 1.0,
-        },
-        Part {
-            factors: &b,
-            rank: 2,
-            weight: 1.0,
-        },
-    ];
+    let parts = both(&a, &b);
     let why = LoHa.concatenate(&parts).err().unwrap_or_default();
     assert!(
         why.contains("loha") && why.contains("do not add up"),
@@ -187,18 +185,7 @@ fn concatenation_refusals_say_why() {
         "lora_down.weight".into(),
         factors(3, &[("d", vec![2, 4, 3, 3])])["d"].clone(),
     );
-    let parts = [
-        Part {
-            factors: &a,
-            rank: 2,
-            weight: 1.0,
-        },
-        Part {
-            factors: &b,
-            rank: 2,
-            weight: 1.0,
-        },
-    ];
+    let parts = both(&a, &b);
     let why = LoCon.concatenate(&parts).err().unwrap_or_default();
     assert!(why.contains("different shapes"), "{why}");
     // Malformed factors (too few axes, too few values) are reasons, not panics.
@@ -226,18 +213,7 @@ fn concatenation_refusals_say_why() {
             let a = make(1, 2);
             let mut b = make(2, 2);
             b.insert(name.into(), bad.clone());
-            let parts = [
-                Part {
-                    factors: &a,
-                    rank: 2,
-                    weight: 1.0,
-                },
-                Part {
-                    factors: &b,
-                    rank: 2,
-                    weight: 1.0,
-                },
-            ];
+            let parts = both(&a, &b);
             let why = algorithm.concatenate(&parts).err().unwrap_or_default();
             assert!(!why.is_empty(), "{} with a bad {name}", algorithm.name());
         }
