@@ -52,7 +52,7 @@ fn assert_matches(got: &[f32], want: &[f32], what: &str) {
 const KERNELS: [&[usize]; 6] = [&[3], &[5], &[3, 3], &[1, 4], &[3, 2, 2], &[1, 1, 3]];
 
 #[test]
-fn hf_matches_the_formula() {
+fn locon_matches_the_formula() {
     let device = Device::flex();
     device.seed(1);
     for (case, ks) in KERNELS.iter().enumerate() {
