@@ -103,6 +103,12 @@ fn an_algorithm_for_another_layout_leaves_native_layers_alone() {
         registry: Registry::builtin().with(&OTHER),
         ..ReadOptions::default()
     };
+    // By name alone, the registered algorithm answers; for the native layers, the module.
+    let by_name = options.registry.by_name("separable").expect("an algorithm");
+    assert!(std::ptr::addr_eq(
+        by_name as *const dyn Algorithm,
+        &OTHER as *const OtherLayout
+    ));
     let with_other =
         format::read(&fixture("native.safetensors"), &options).unwrap_or_else(|e| panic!("{e}"));
     let plain = format::read(&fixture("native.safetensors"), &ReadOptions::default())

@@ -271,7 +271,10 @@ impl Registry {
         let answers = |a: &&'static dyn Algorithm| a.name() == name || a.aliases().contains(&name);
         let mut named = self.algorithms.iter().copied().filter(answers).peekable();
         let first = named.peek().copied();
-        if let Some(claiming) = factors.and_then(|f| named.find(|a| a.claims(f))) {
+        let Some(factors) = factors else {
+            return first.or_else(|| Module::by_name(name));
+        };
+        if let Some(claiming) = named.find(|a| a.claims(factors)) {
             return Some(claiming);
         }
         let built_in = Self::builtin().algorithms.iter().any(answers);
