@@ -197,7 +197,6 @@ fn concatenate(module: &str, parts: &[(&LayerAdapter, f64)]) -> Result<LayerAdap
         .iter()
         .map(|(l, w)| Part {
             factors: &l.factors,
-            rank: l.rank,
             weight: w * l.scale,
         })
         .collect();

@@ -119,13 +119,8 @@ fn concatenation_adds_updates_exactly() {
                 .collect();
             let parts: Vec<Part<'_>> = fs
                 .iter()
-                .zip(&ranks)
                 .zip(&weights)
-                .map(|((factors, &rank), &weight)| Part {
-                    factors,
-                    rank,
-                    weight,
-                })
+                .map(|(factors, &weight)| Part { factors, weight })
                 .collect();
             let combined = algorithm
                 .concatenate(&parts)
@@ -159,11 +154,10 @@ fn concatenation_adds_updates_exactly() {
     }
 }
 
-/// Two rank-2 parts of weight 1.
+/// Two parts of weight 1.
 fn both<'a>(a: &'a Factors, b: &'a Factors) -> [Part<'a>; 2] {
     [a, b].map(|factors| Part {
         factors,
-        rank: 2,
         weight: 1.0,
     })
 }

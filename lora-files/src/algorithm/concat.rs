@@ -5,14 +5,12 @@
 
 use super::{Factor, Factors};
 
-/// One adapter of a combination: its factors, its rank, and the weight multiplying its scaled
-/// update (the combination's weight times the layer's scale).
+/// One adapter of a combination: its factors, and the weight multiplying its raw update (the
+/// combination's weight times the layer's scale).
 #[derive(Debug, Clone, Copy)]
 pub struct Part<'a> {
     /// The layer's factors.
     pub factors: &'a Factors,
-    /// Its rank.
-    pub rank: usize,
     /// `weight · scale`: what its raw update is multiplied by in the sum.
     pub weight: f64,
 }

@@ -173,13 +173,7 @@ pub fn attach_file<M: Module>(
     map: &PathMap,
     trainable: Vec<String>,
 ) -> Result<M> {
-    let foreign = foreign::burn_lora_paths(model);
-    if !foreign.is_empty() {
-        return Err(foreign::refuse_burn_lora(
-            &foreign,
-            "attaching an adapter file",
-        ));
-    }
+    foreign::refuse_burn_lora(model, "attaching an adapter file")?;
     let mut layers = HashMap::new();
     for layer in &file.layers {
         if !layer.algorithm.has_module() {

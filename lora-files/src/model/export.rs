@@ -167,13 +167,7 @@ pub fn file_from_model_with<M: Module>(
     back: &PathMap,
     stats: RunningStats<'_>,
 ) -> Result<AdapterFile> {
-    let foreign = foreign::burn_lora_paths(model);
-    if !foreign.is_empty() {
-        return Err(foreign::refuse_burn_lora(
-            &foreign,
-            "saving an adapter file",
-        ));
-    }
+    foreign::refuse_burn_lora(model, "saving an adapter file")?;
     let mut c = Collector::default();
     model.visit(&mut c);
     // Only this workspace's adapters: they carry the `scale` integer (burn's own LoRA does not).

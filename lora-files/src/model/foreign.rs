@@ -47,16 +47,23 @@ impl ModuleVisitor for Finder {
 }
 
 /// The burn paths of the weights of `model` that carry burn's own LoRA, in visiting order.
-pub(crate) fn burn_lora_paths<M: Module>(model: &M) -> Vec<String> {
+fn burn_lora_paths<M: Module>(model: &M) -> Vec<String> {
     let mut finder = Finder::default();
     model.visit(&mut finder);
     finder.found
 }
 
-/// A refusal for a model that carries burn's own LoRA at `paths` (non-empty), for `what` (the
-/// operation, e.g. "attaching an adapter file").
-pub(crate) fn refuse_burn_lora(paths: &[String], what: &str) -> FileError {
-    FileError::Config {
+/// Refuse a model that carries burn's own LoRA, for `what` (the operation, e.g. "attaching an
+/// adapter file").
+///
+/// # Errors
+/// [`FileError::Config`] naming the weights that carry it.
+pub(crate) fn refuse_burn_lora<M: Module>(model: &M, what: &str) -> Result<(), FileError> {
+    let paths = burn_lora_paths(model);
+    if paths.is_empty() {
+        return Ok(());
+    }
+    Err(FileError::Config {
         file: "model".to_string(),
         field: "adapted parameter".to_string(),
         value: paths.join(", "),
@@ -66,5 +73,5 @@ pub(crate) fn refuse_burn_lora(paths: &[String], what: &str) -> FileError {
              model without it (burn's LoRA and this workspace's linear LoCon are the same \
              update: attach with lora_conv::ConvFactory instead)"
         ),
-    }
+    })
 }
